@@ -1,0 +1,139 @@
+//! `manifest.json`: what an export folder holds (DESIGN §6). The exporter writes it, the
+//! engine builder and `odelt bench` add to it, the runtime reads it.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub model: ModelConfig,
+    /// The checkpoint the graphs came from.
+    pub source: Source,
+    /// Precision of matrix products in the graphs: "fp32" or "fp16".
+    pub precision: String,
+    /// Element type of the graphs' `x` and `v`: "fp32" unless exported with fp16 I/O.
+    #[serde(default = "fp32")]
+    pub io_precision: String,
+    /// The shared external-data file every graph references.
+    pub weights_file: String,
+    pub weights_bytes: u64,
+    pub lengths: Vec<LengthEntry>,
+}
+
+fn fp32() -> String {
+    "fp32".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub checkpoint: String,
+    pub step: u64,
+}
+
+/// One exported length l: the first l blocks plus the shared head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LengthEntry {
+    pub length: u32,
+    /// The ONNX graph, relative to the manifest's folder.
+    pub file: String,
+    /// Parameters this graph uses.
+    pub parameters: u64,
+    /// Bytes of weights.bin this graph references.
+    pub weight_bytes: u64,
+    /// Hex SHA-256 over the graph file and the weight bytes it references; engine caches
+    /// are keyed by it.
+    pub content_hash: String,
+    /// Engines built from this graph.
+    #[serde(default)]
+    pub engines: Vec<EngineEntry>,
+    /// Measured latencies of one engine call.
+    #[serde(default)]
+    pub calibration: Vec<Calibration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineEntry {
+    /// "ort-cpu", "ort-cuda" or "tensorrt".
+    pub backend: String,
+    /// The built artefact (optimized model, EP-context model), relative to the manifest.
+    pub file: String,
+    /// "fp32" or "fp16".
+    pub precision: String,
+    pub build_seconds: f64,
+    /// Backend-specific settings used to build it.
+    #[serde(default)]
+    pub options: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub backend: String,
+    pub batch: u32,
+    pub threads: u32,
+    pub ms_median: f64,
+    pub ms_min: f64,
+    pub ms_max: f64,
+    pub runs: u32,
+}
+
+impl Manifest {
+    pub const FORMAT_VERSION: u32 = 1;
+
+    /// Reads and validates `DIR/manifest.json`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST_FILE);
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: shown.clone(), source })?;
+        let manifest: Self = serde_json::from_str(&text)
+            .map_err(|source| Error::Json { path: shown.clone(), what: "an odelt manifest", source })?;
+        if manifest.format_version != Self::FORMAT_VERSION {
+            return Err(Error::InvalidArgument(format!(
+                "{shown}: manifest format_version {} is not supported (expected {})",
+                manifest.format_version,
+                Self::FORMAT_VERSION
+            )));
+        }
+        manifest.model.validate()?;
+        Ok(manifest)
+    }
+
+    /// Writes `DIR/manifest.json` atomically (temp file, then rename).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("a manifest always serializes");
+        write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes())
+    }
+
+    pub fn entry(&self, length: u32) -> Result<&LengthEntry> {
+        self.lengths.iter().find(|e| e.length == length).ok_or_else(|| {
+            let have: Vec<u32> = self.lengths.iter().map(|e| e.length).collect();
+            Error::InvalidArgument(format!(
+                "length {length} is not exported here; exported lengths: {}",
+                crate::config::join(&have)
+            ))
+        })
+    }
+
+    pub fn entry_mut(&mut self, length: u32) -> Result<&mut LengthEntry> {
+        self.entry(length)?;
+        Ok(self.lengths.iter_mut().find(|e| e.length == length).expect("checked above"))
+    }
+
+    pub fn largest_length(&self) -> Option<u32> {
+        self.lengths.iter().map(|e| e.length).max()
+    }
+}
+
+/// Writes `path` through a sibling temp file and a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let io = |source| Error::Io { path: path.display().to_string(), source };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

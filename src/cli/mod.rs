@@ -1,0 +1,41 @@
+//! `odelt …`: one module per subcommand, each with its clap `Args` and a `run`.
+
+pub mod export;
+pub mod sample;
+pub mod train;
+
+use clap::{Parser, Subcommand};
+
+/// odelt: ODE_t(ODE_l) flow models from training to deployment.
+///
+/// Train a DiT whose depth is an ODE, export one ONNX graph per length, build engines and
+/// sample with any number of time steps and active blocks.
+#[derive(Debug, Parser)]
+#[command(name = "odelt", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `odelt=debug`. Also RUST_LOG.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train an ODE_t(ODE_l) model (Algorithm 1) and write a checkpoint folder.
+    Train(train::TrainArgs),
+    /// Export a checkpoint to one ONNX graph per length with one shared weights file.
+    Export(export::ExportArgs),
+    /// Sample images from exported engines with Euler or Dopri5.
+    Sample(sample::SampleArgs),
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Train(args) => train::run(args),
+            Command::Export(args) => export::run(args),
+            Command::Sample(args) => sample::run(args),
+        }
+    }
+}

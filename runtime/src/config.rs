@@ -141,12 +141,21 @@ impl ModelConfig {
                 Self::PRESETS.join(", ")
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: spec.into(), source })?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: spec.into(), what: "a model config", source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: spec.into(),
+            source,
+        })?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: spec.into(),
+            what: "a model config",
+            source,
+        })?;
         let inner = value.get("model").cloned().unwrap_or(value);
-        let config: Self = serde_json::from_value(inner)
-            .map_err(|source| Error::Json { path: spec.into(), what: "a model config", source })?;
+        let config: Self = serde_json::from_value(inner).map_err(|source| Error::Json {
+            path: spec.into(),
+            what: "a model config",
+            source,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -196,7 +205,10 @@ impl ModelConfig {
             ));
         }
         if self.depth_min > self.depth {
-            return fail(format!("depth_min {} exceeds depth {}", self.depth_min, self.depth));
+            return fail(format!(
+                "depth_min {} exceeds depth {}",
+                self.depth_min, self.depth
+            ));
         }
         if !self.denoise_timesteps.is_power_of_two() || self.denoise_timesteps < 2 {
             return fail(format!(
@@ -225,7 +237,9 @@ impl ModelConfig {
 
     /// Valid lengths L_min, L_min+G, …, L.
     pub fn valid_lengths(&self) -> Vec<u32> {
-        (self.depth_min..=self.depth).step_by(self.group_size as usize).collect()
+        (self.depth_min..=self.depth)
+            .step_by(self.group_size as usize)
+            .collect()
     }
 
     /// Checks that `length` is valid, naming the valid ones when it is not.
@@ -278,9 +292,15 @@ impl CheckpointMeta {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: shown.clone(), source })?;
-        let meta: Self = serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: shown.clone(), what: "a checkpoint config", source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let meta: Self = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: shown.clone(),
+            what: "a checkpoint config",
+            source,
+        })?;
         if meta.format_version != Self::FORMAT_VERSION {
             return Err(Error::InvalidArgument(format!(
                 "{shown}: checkpoint format_version {} is not supported (expected {})",
@@ -319,9 +339,14 @@ mod tests {
     fn invalid_configs_name_the_problem() {
         let mut c = ModelConfig::tiny();
         c.depth = 5;
-        assert!(c.validate().unwrap_err().to_string().contains("multiples of group_size"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("multiples of group_size"));
         let mut c = ModelConfig::tiny();
         c.hidden_size = 30;
+        c.num_heads = 4;
         assert!(c.validate().unwrap_err().to_string().contains("num_heads"));
     }
 }

@@ -20,16 +20,59 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The ONNX Runtime library could not be found or loaded (too old, not ONNX Runtime).
+    #[error("{0}")]
+    OrtLibrary(String),
+    /// A graph ONNX Runtime rejects (missing, corrupt, or not the exporter's interface).
+    #[error("{path}: {message}")]
+    Model { path: String, message: String },
+    /// An execution provider the user asked for is not available in the loaded ONNX Runtime.
+    #[error("{0}")]
+    Provider(String),
+    /// ONNX Runtime failed while running a graph that it had accepted.
+    #[error("ONNX Runtime: {0}")]
+    Backend(String),
+    /// NaN/Inf in a model output, or an adaptive solver that could not finish.
+    #[error("{0}")]
+    Numerical(String),
+    /// A bug: a panic caught at the C boundary, a poisoned lock.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
     /// True when the error comes from what the user gave (exit code 2), false for run-time failures.
+    ///
+    /// Bad input includes a missing or unusable ONNX Runtime library, a corrupt graph and an
+    /// unavailable execution provider: each is fixed by changing what is given, not by retrying.
     pub fn is_input(&self) -> bool {
         matches!(
             self,
-            Error::InvalidConfig(_) | Error::InvalidArgument(_) | Error::Io { .. } | Error::Json { .. }
+            Error::InvalidConfig(_)
+                | Error::InvalidArgument(_)
+                | Error::Io { .. }
+                | Error::Json { .. }
+                | Error::OrtLibrary(_)
+                | Error::Model { .. }
+                | Error::Provider(_)
         )
+    }
+
+    /// True when a file or library that was asked for does not exist.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for `Err(Error::InvalidArgument(format!(…)))`.
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        Err($crate::error::Error::InvalidArgument(format!($($arg)*)))
+    };
+}
+pub(crate) use invalid;

@@ -1,10 +1,37 @@
 //! odelt-runtime: runs exported ODE_t(ODE_l) engines without libtorch.
+//!
+//! ```no_run
+//! use odelt_runtime::{Labels, Runtime, RuntimeOptions, SampleRequest, SolverChoice};
+//! # fn main() -> odelt_runtime::Result<()> {
+//! let rt = Runtime::open("engines/", RuntimeOptions::default())?;
+//! let req = SampleRequest::new(16, SolverChoice::Euler { steps: 8 })
+//!     .with_length(8)
+//!     .with_seed(42)
+//!     .with_labels(Labels::Class(3));
+//! let samples = rt.sample(&req)?; // [16, C, H, W] in samples.data
+//! println!("{} evaluations in {:?}", samples.stats.nfe, samples.wall);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The noise for a seed is defined in [`noise`]; the C ABI is in [`ffi`] (`include/odelt.h`).
 #![warn(clippy::unwrap_used)]
 
 pub mod config;
+pub mod decoder;
+pub mod engine;
 pub mod error;
+pub mod ffi;
 pub mod manifest;
+pub mod noise;
+pub mod ortlib;
+pub mod sample;
+pub mod solver;
 
 pub use config::{CheckpointMeta, ModelConfig};
+pub use decoder::{Decoder, Images};
+pub use engine::{Engine, Provider, Runtime, RuntimeOptions};
 pub use error::{Error, Result};
 pub use manifest::Manifest;
+pub use sample::{BudgetPick, GuidanceMode, Labels, NoiseSource, SampleRequest, Samples, SolverChoice};
+pub use solver::{Dopri5, Dopri5Options, Euler, SolveStats, Solver, VectorField};

@@ -90,9 +90,15 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: shown.clone(), source })?;
-        let manifest: Self = serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: shown.clone(), what: "an odelt manifest", source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let manifest: Self = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: shown.clone(),
+            what: "an odelt manifest",
+            source,
+        })?;
         if manifest.format_version != Self::FORMAT_VERSION {
             return Err(Error::InvalidArgument(format!(
                 "{shown}: manifest format_version {} is not supported (expected {})",
@@ -122,7 +128,11 @@ impl Manifest {
 
     pub fn entry_mut(&mut self, length: u32) -> Result<&mut LengthEntry> {
         self.entry(length)?;
-        Ok(self.lengths.iter_mut().find(|e| e.length == length).expect("checked above"))
+        Ok(self
+            .lengths
+            .iter_mut()
+            .find(|e| e.length == length)
+            .expect("checked above"))
     }
 
     pub fn largest_length(&self) -> Option<u32> {
@@ -133,7 +143,10 @@ impl Manifest {
 /// Writes `path` through a sibling temp file and a rename, so readers never see half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    let io = |source| Error::Io { path: path.display().to_string(), source };
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }

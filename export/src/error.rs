@@ -1,11 +1,39 @@
+use std::path::Path;
+
 use thiserror::Error;
 
+/// Errors of the exporter. [`Error::is_input`] tells bad input (exit 2) from failures while
+/// writing (exit 1).
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
     Runtime(#[from] odelt_runtime::Error),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("{path}: cannot read the checkpoint weights: {source}")]
+    ReadCheckpoint {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid safetensors file ({reason}); re-save the checkpoint")]
+    CorruptCheckpoint { path: String, reason: String },
+    #[error("{path}: tensor `{name}` {shape:?} is missing; the checkpoint does not match its config.json")]
+    MissingTensor { path: String, name: String, shape: Vec<usize> },
+    #[error("{path}: tensor `{name}` has shape {found:?}, config.json implies {expected:?}")]
+    TensorShape { path: String, name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("{path}: tensor `{name}` has element type {dtype}; expected F32, F16 or BF16")]
+    TensorDtype { path: String, name: String, dtype: String },
+    #[error("{path}: tensor `{name}` holds a non-finite value ({value}); the checkpoint is corrupt or diverged")]
+    NonFinite { path: String, name: String, value: f32 },
+    #[error("output folder {0} exists and is not an odelt export (no manifest.json); choose another --out or remove it")]
+    OutputNotExport(String),
+    #[error("{path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -13,8 +41,20 @@ impl Error {
     pub fn is_input(&self) -> bool {
         match self {
             Error::Runtime(e) => e.is_input(),
-            Error::InvalidArgument(_) => true,
+            Error::InvalidArgument(_)
+            | Error::ReadCheckpoint { .. }
+            | Error::CorruptCheckpoint { .. }
+            | Error::MissingTensor { .. }
+            | Error::TensorShape { .. }
+            | Error::TensorDtype { .. }
+            | Error::NonFinite { .. }
+            | Error::OutputNotExport(_) => true,
+            Error::Write { .. } => false,
         }
+    }
+
+    pub(crate) fn write(path: &Path, source: std::io::Error) -> Self {
+        Error::Write { path: path.display().to_string(), source }
     }
 }
 

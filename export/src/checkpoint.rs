@@ -1,0 +1,135 @@
+//! Reading a checkpoint folder without libtorch: `config.json` and `model.safetensors`, strictly
+//! (every tensor of DESIGN §3 present with its shape, finite values).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use odelt_runtime::{CheckpointMeta, ModelConfig};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// The EMA weights file of a checkpoint folder.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// A checkpoint tensor as f32, row-major, PyTorch layout.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Names and shapes of every tensor the model has (DESIGN §3), in the model's order.
+pub fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let d = cfg.hidden_size as usize;
+    let c = cfg.in_channels as usize;
+    let p = cfg.patch_size as usize;
+    let m = cfg.mlp_hidden();
+    let mut out: Vec<(String, Vec<usize>)> = vec![
+        ("x_embedder.proj.weight".into(), vec![d, c, p, p]),
+        ("x_embedder.proj.bias".into(), vec![d]),
+        ("pos_embed".into(), vec![1, cfg.num_tokens(), d]),
+    ];
+    for embedder in ["t_embedder", "d_embedder"] {
+        out.push((format!("{embedder}.mlp.0.weight"), vec![d, 256]));
+        out.push((format!("{embedder}.mlp.0.bias"), vec![d]));
+        out.push((format!("{embedder}.mlp.2.weight"), vec![d, d]));
+        out.push((format!("{embedder}.mlp.2.bias"), vec![d]));
+    }
+    out.push(("y_embedder.embedding_table.weight".into(), vec![cfg.num_classes as usize + 1, d]));
+    out.push(("l_embedder.embedding_table.weight".into(), vec![cfg.depth as usize + 1, d]));
+    for i in 0..cfg.depth as usize {
+        let linears = [
+            ("attn.qkv", 3 * d, d),
+            ("attn.proj", d, d),
+            ("mlp.fc1", m, d),
+            ("mlp.fc2", d, m),
+            ("adaLN_modulation.1", 6 * d, d),
+        ];
+        for (name, fan_out, fan_in) in linears {
+            out.push((format!("blocks.{i}.{name}.weight"), vec![fan_out, fan_in]));
+            out.push((format!("blocks.{i}.{name}.bias"), vec![fan_out]));
+        }
+    }
+    out.push(("final_layer.adaLN_modulation.1.weight".into(), vec![2 * d, d]));
+    out.push(("final_layer.adaLN_modulation.1.bias".into(), vec![2 * d]));
+    out.push(("final_layer.linear.weight".into(), vec![p * p * c, d]));
+    out.push(("final_layer.linear.bias".into(), vec![p * p * c]));
+    out
+}
+
+/// A loaded checkpoint: its metadata and every expected tensor as f32.
+pub struct Checkpoint {
+    pub meta: CheckpointMeta,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+impl Checkpoint {
+    /// Reads `DIR/config.json` and `DIR/model.safetensors` (f32, f16 or bf16 tensors).
+    pub fn read(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint folder {} does not exist (expected config.json and {WEIGHTS_FILE} in it)",
+                dir.display()
+            )));
+        }
+        let meta = CheckpointMeta::read(dir)?;
+        let path = dir.join(WEIGHTS_FILE);
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(&path).map_err(|source| Error::ReadCheckpoint { path: shown.clone(), source })?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::CorruptCheckpoint { path: shown.clone(), reason: e.to_string() })?;
+        let mut tensors = HashMap::new();
+        for (name, shape) in expected_tensors(&meta.model) {
+            let view = st.tensor(&name).map_err(|_| Error::MissingTensor {
+                path: shown.clone(),
+                name: name.clone(),
+                shape: shape.clone(),
+            })?;
+            if view.shape() != shape.as_slice() {
+                return Err(Error::TensorShape {
+                    path: shown.clone(),
+                    name,
+                    expected: shape,
+                    found: view.shape().to_vec(),
+                });
+            }
+            let raw = view.data();
+            let data: Vec<f32> = match view.dtype() {
+                Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                Dtype::BF16 => {
+                    raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+                }
+                other => {
+                    return Err(Error::TensorDtype { path: shown.clone(), name, dtype: format!("{other:?}") });
+                }
+            };
+            if let Some(bad) = data.iter().find(|v| !v.is_finite()) {
+                return Err(Error::NonFinite { path: shown.clone(), name, value: *bad });
+            }
+            tensors.insert(name, Tensor { shape, data });
+        }
+        let unknown: Vec<&str> = st.names().into_iter().filter(|n| !tensors.contains_key(*n)).collect();
+        if !unknown.is_empty() {
+            tracing::warn!("{shown}: ignoring {} tensors the model does not use: {}", unknown.len(), unknown.join(", "));
+        }
+        Ok(Self { meta, tensors })
+    }
+
+    pub fn get(&self, name: &str) -> &Tensor {
+        self.tensors.get(name).unwrap_or_else(|| panic!("{name} was checked on load"))
+    }
+}
+
+/// `[out, in]` → `[in, out]`.
+pub fn transpose(t: &Tensor) -> Vec<f32> {
+    let (rows, cols) = (t.shape[0], t.shape[1]);
+    let mut out = vec![0.0; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = t.data[r * cols + c];
+        }
+    }
+    out
+}

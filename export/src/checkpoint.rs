@@ -36,8 +36,14 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
         out.push((format!("{embedder}.mlp.2.weight"), vec![d, d]));
         out.push((format!("{embedder}.mlp.2.bias"), vec![d]));
     }
-    out.push(("y_embedder.embedding_table.weight".into(), vec![cfg.num_classes as usize + 1, d]));
-    out.push(("l_embedder.embedding_table.weight".into(), vec![cfg.depth as usize + 1, d]));
+    out.push((
+        "y_embedder.embedding_table.weight".into(),
+        vec![cfg.num_classes as usize + 1, d],
+    ));
+    out.push((
+        "l_embedder.embedding_table.weight".into(),
+        vec![cfg.depth as usize + 1, d],
+    ));
     for i in 0..cfg.depth as usize {
         let linears = [
             ("attn.qkv", 3 * d, d),
@@ -76,9 +82,14 @@ impl Checkpoint {
         let meta = CheckpointMeta::read(dir)?;
         let path = dir.join(WEIGHTS_FILE);
         let shown = path.display().to_string();
-        let bytes = std::fs::read(&path).map_err(|source| Error::ReadCheckpoint { path: shown.clone(), source })?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::CorruptCheckpoint { path: shown.clone(), reason: e.to_string() })?;
+        let bytes = std::fs::read(&path).map_err(|source| Error::ReadCheckpoint {
+            path: shown.clone(),
+            source,
+        })?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::CorruptCheckpoint {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
         let mut tensors = HashMap::new();
         for (name, shape) in expected_tensors(&meta.model) {
             let view = st.tensor(&name).map_err(|_| Error::MissingTensor {
@@ -96,29 +107,54 @@ impl Checkpoint {
             }
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
-                Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-                Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                Dtype::BF16 => {
-                    raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-                }
+                Dtype::F32 => raw
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F16 => raw
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => raw
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
                 other => {
-                    return Err(Error::TensorDtype { path: shown.clone(), name, dtype: format!("{other:?}") });
+                    return Err(Error::TensorDtype {
+                        path: shown.clone(),
+                        name,
+                        dtype: format!("{other:?}"),
+                    });
                 }
             };
             if let Some(bad) = data.iter().find(|v| !v.is_finite()) {
-                return Err(Error::NonFinite { path: shown.clone(), name, value: *bad });
+                return Err(Error::NonFinite {
+                    path: shown.clone(),
+                    name,
+                    value: *bad,
+                });
             }
             tensors.insert(name, Tensor { shape, data });
         }
-        let unknown: Vec<&str> = st.names().into_iter().filter(|n| !tensors.contains_key(*n)).collect();
+        let unknown: Vec<&str> = st
+            .names()
+            .into_iter()
+            .filter(|n| !tensors.contains_key(*n))
+            .collect();
         if !unknown.is_empty() {
-            tracing::warn!("{shown}: ignoring {} tensors the model does not use: {}", unknown.len(), unknown.join(", "));
+            tracing::warn!(
+                "{shown}: ignoring {} tensors the model does not use: {}",
+                unknown.len(),
+                unknown.join(", ")
+            );
         }
         Ok(Self { meta, tensors })
     }
 
     pub fn get(&self, name: &str) -> &Tensor {
-        self.tensors.get(name).unwrap_or_else(|| panic!("{name} was checked on load"))
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} was checked on load"))
     }
 }
 

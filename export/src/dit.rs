@@ -33,7 +33,11 @@ pub fn storage(name: &str, fp16: bool) -> (Elem, bool) {
     let token_linear =
         name.contains(".attn.") || name.contains(".mlp.fc") || name.starts_with("final_layer.linear.");
     let matrix_product = token_linear || name.starts_with("x_embedder.");
-    let elem = if fp16 && matrix_product { Elem::F16 } else { Elem::F32 };
+    let elem = if fp16 && matrix_product {
+        Elem::F16
+    } else {
+        Elem::F32
+    };
     (elem, token_linear && name.ends_with(".weight"))
 }
 
@@ -62,13 +66,18 @@ pub fn build(
         mm: if precision.fp16 { Elem::F16 } else { Elem::F32 },
     };
     let io = if precision.fp16_io { Elem::F16 } else { Elem::F32 };
-    let (c, h, p) = (cfg.in_channels as i64, cfg.input_size as i64, cfg.patch_size as i64);
+    let (c, h, p) = (
+        cfg.in_channels as i64,
+        cfg.input_size as i64,
+        cfg.patch_size as i64,
+    );
     let batch = Dim::Symbolic("batch");
+    let per_sample = [batch.clone()];
     let image = [batch.clone(), Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(h)];
     let x = b.g.input("x", io, &image);
-    let t = b.g.input("t", Elem::F32, &[batch.clone()]);
-    let k = b.g.input("k", Elem::F32, &[batch.clone()]);
-    let y = b.g.input("y", Elem::I64, &[batch.clone()]);
+    let t = b.g.input("t", Elem::F32, &per_sample);
+    let k = b.g.input("k", Elem::F32, &per_sample);
+    let y = b.g.input("y", Elem::I64, &per_sample);
 
     let tokens = b.patch_embed(&x, io);
     let cond = b.conditioning(&t, &k, &y);
@@ -85,11 +94,13 @@ pub fn build(
     let mut v: Option<String> = None;
     for i in 0..length {
         let out = b.block(i, &r, &silu_cl);
-        if (i + 1) % g_size == 0 {
+        if (i + 1).is_multiple_of(g_size) {
             let step = (i + 1) / g_size;
             v = Some(match v {
                 None => out.clone(),
-                Some(prev) => b.g.node(&format!("ode/step{step}/v"), "Add", &[&prev, &out], vec![]),
+                Some(prev) => {
+                    b.g.node(&format!("ode/step{step}/v"), "Add", &[&prev, &out], vec![])
+                }
             });
             if i + 1 < length {
                 r = b.g.node(&format!("ode/step{step}/r"), "Add", &[&r, &out], vec![]);
@@ -102,7 +113,11 @@ pub fn build(
 
     // Head: conditioned on c, without the length embedding.
     let silu_c = b.silu("final_layer/silu", &cond);
-    let ada = b.gemm("final_layer/adaLN_modulation", &silu_c, "final_layer.adaLN_modulation.1");
+    let ada = b.gemm(
+        "final_layer/adaLN_modulation",
+        &silu_c,
+        "final_layer.adaLN_modulation.1",
+    );
     let mods = b.split_modulation("final_layer/adaLN_modulation", &ada, 2);
     let normed = b.layer_norm("final_layer/norm", &v);
     let modulated = b.modulate("final_layer/modulate", &normed, &mods[0], &mods[1]);
@@ -112,7 +127,12 @@ pub fn build(
     let side = h / p;
     let shape = b.g.ints(&[0, side, side, p, p, c]);
     let patches = b.g.node("unpatchify/reshape", "Reshape", &[&out, &shape], vec![]);
-    let nchw = b.g.node("unpatchify/transpose", "Transpose", &[&patches], vec![("perm", Attr::Ints(vec![0, 5, 1, 3, 2, 4]))]);
+    let nchw = b.g.node(
+        "unpatchify/transpose",
+        "Transpose",
+        &[&patches],
+        vec![("perm", Attr::Ints(vec![0, 5, 1, 3, 2, 4]))],
+    );
     let shape = b.g.ints(&[0, c, h, h]);
     b.g.node_to("unpatchify", "Reshape", &[&nchw, &shape], "v", vec![]);
     b.g.output("v", io, &image);
@@ -125,7 +145,10 @@ pub fn build(
     );
     let meta = [
         ("odelt.length", length.to_string()),
-        ("odelt.precision", if precision.fp16 { "fp16" } else { "fp32" }.to_string()),
+        (
+            "odelt.precision",
+            if precision.fp16 { "fp16" } else { "fp32" }.to_string(),
+        ),
     ];
     (b.g.finish(&format!("odelt_l{length}"), &doc, &meta), externals)
 }
@@ -140,7 +163,10 @@ struct DitGraph<'a> {
 
 impl DitGraph<'_> {
     fn weight(&mut self, name: &str) -> String {
-        let stored = self.stored.get(name).unwrap_or_else(|| panic!("{name} is stored before graphs are built"));
+        let stored = self
+            .stored
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is stored before graphs are built"));
         self.g.external(stored)
     }
 
@@ -156,7 +182,8 @@ impl DitGraph<'_> {
     fn gemm(&mut self, name: &str, x: &str, param: &str) -> String {
         let w = self.weight(&format!("{param}.weight"));
         let bias = self.weight(&format!("{param}.bias"));
-        self.g.node(name, "Gemm", &[x, &w, &bias], vec![("transB", Attr::Int(1))])
+        self.g
+            .node(name, "Gemm", &[x, &w, &bias], vec![("transB", Attr::Int(1))])
     }
 
     fn silu(&mut self, name: &str, x: &str) -> String {
@@ -168,7 +195,8 @@ impl DitGraph<'_> {
         if from == to {
             return x.to_string();
         }
-        self.g.node(name, "Cast", &[x], vec![("to", Attr::Int(to.onnx() as i64))])
+        self.g
+            .node(name, "Cast", &[x], vec![("to", Attr::Int(to.onnx() as i64))])
     }
 
     /// LayerNorm over the last axis without affine parameters (unit scale), eps 1e-6, fp32
@@ -180,7 +208,11 @@ impl DitGraph<'_> {
             name,
             "LayerNormalization",
             &[x, &ones],
-            vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(1e-6)), ("stash_type", Attr::Int(1))],
+            vec![
+                ("axis", Attr::Int(-1)),
+                ("epsilon", Attr::Float(1e-6)),
+                ("stash_type", Attr::Int(1)),
+            ],
         )
     }
 
@@ -195,7 +227,9 @@ impl DitGraph<'_> {
     /// modulate(x, shift, scale) = x·(1 + scale) + shift, in fp32.
     fn modulate(&mut self, name: &str, x: &str, shift: &str, scale: &str) -> String {
         let one = self.g.scalar(1.0, Elem::F32);
-        let s1 = self.g.node(&format!("{name}/one_plus_scale"), "Add", &[scale, &one], vec![]);
+        let s1 = self
+            .g
+            .node(&format!("{name}/one_plus_scale"), "Add", &[scale, &one], vec![]);
         let scaled = self.g.node(&format!("{name}/scale"), "Mul", &[x, &s1], vec![]);
         self.g.node(name, "Add", &[&scaled, shift], vec![])
     }
@@ -203,8 +237,16 @@ impl DitGraph<'_> {
     /// [B, n·D] → n tensors [B, 1, D] (DiT's `chunk(n, dim=1)` then `unsqueeze(1)`).
     fn split_modulation(&mut self, name: &str, ada: &str, n: usize) -> Vec<String> {
         let axes = self.g.ints(&[1]);
-        let u = self.g.node(&format!("{name}/unsqueeze"), "Unsqueeze", &[ada, &axes], vec![]);
-        self.g.node_n(&format!("{name}/chunk"), "Split", &[&u], n, vec![("axis", Attr::Int(2))])
+        let u = self
+            .g
+            .node(&format!("{name}/unsqueeze"), "Unsqueeze", &[ada, &axes], vec![]);
+        self.g.node_n(
+            &format!("{name}/chunk"),
+            "Split",
+            &[&u],
+            n,
+            vec![("axis", Attr::Int(2))],
+        )
     }
 
     /// Conv2d with stride P, flattened row-major to tokens [B, N, D], plus `pos_embed`.
@@ -218,12 +260,22 @@ impl DitGraph<'_> {
             "x_embedder/proj",
             "Conv",
             &[&x, &w, &bias],
-            vec![("kernel_shape", Attr::Ints(vec![p, p])), ("strides", Attr::Ints(vec![p, p]))],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![p, p])),
+                ("strides", Attr::Ints(vec![p, p])),
+            ],
         );
         let conv = self.cast_to("x_embedder/proj/cast", &conv, self.mm, Elem::F32);
         let shape = self.g.ints(&[0, d, -1]);
-        let flat = self.g.node("x_embedder/flatten", "Reshape", &[&conv, &shape], vec![]);
-        let tokens = self.g.node("x_embedder/tokens", "Transpose", &[&flat], vec![("perm", Attr::Ints(vec![0, 2, 1]))]);
+        let flat = self
+            .g
+            .node("x_embedder/flatten", "Reshape", &[&conv, &shape], vec![]);
+        let tokens = self.g.node(
+            "x_embedder/tokens",
+            "Transpose",
+            &[&flat],
+            vec![("perm", Attr::Ints(vec![0, 2, 1]))],
+        );
         let pos = self.weight("pos_embed");
         self.g.node("pos_embed/add", "Add", &[&tokens, &pos], vec![])
     }
@@ -233,7 +285,9 @@ impl DitGraph<'_> {
         let te = self.scalar_embedder("t_embedder", t);
         let de = self.scalar_embedder("d_embedder", k);
         let table = self.weight("y_embedder.embedding_table.weight");
-        let ye = self.g.node("y_embedder", "Gather", &[&table, y], vec![("axis", Attr::Int(0))]);
+        let ye = self
+            .g
+            .node("y_embedder", "Gather", &[&table, y], vec![("axis", Attr::Int(0))]);
         let td = self.g.node("c/t_plus_d", "Add", &[&te, &de], vec![]);
         self.g.node("c", "Add", &[&td, &ye], vec![])
     }
@@ -245,16 +299,24 @@ impl DitGraph<'_> {
             NAME.to_string()
         } else {
             let half = 128;
-            let f: Vec<f32> =
-                (0..half).map(|j| (-(10000f64.ln()) * j as f64 / half as f64).exp() as f32).collect();
+            let f: Vec<f32> = (0..half)
+                .map(|j| (-(10000f64.ln()) * j as f64 / half as f64).exp() as f32)
+                .collect();
             self.g.floats(NAME, &[1, half as i64], &f)
         };
         let axes = self.g.ints(&[1]);
-        let u = self.g.node(&format!("{name}/unsqueeze"), "Unsqueeze", &[s, &axes], vec![]);
+        let u = self
+            .g
+            .node(&format!("{name}/unsqueeze"), "Unsqueeze", &[s, &axes], vec![]);
         let args = self.g.node(&format!("{name}/args"), "Mul", &[&u, &freqs], vec![]);
         let cos = self.g.node(&format!("{name}/cos"), "Cos", &[&args], vec![]);
         let sin = self.g.node(&format!("{name}/sin"), "Sin", &[&args], vec![]);
-        let emb = self.g.node(&format!("{name}/frequency_embedding"), "Concat", &[&cos, &sin], vec![("axis", Attr::Int(1))]);
+        let emb = self.g.node(
+            &format!("{name}/frequency_embedding"),
+            "Concat",
+            &[&cos, &sin],
+            vec![("axis", Attr::Int(1))],
+        );
         let h = self.gemm(&format!("{name}/mlp.0"), &emb, &format!("{name}.mlp.0"));
         let h = self.silu(&format!("{name}/mlp.1"), &h);
         self.gemm(&format!("{name}/mlp.2"), &h, &format!("{name}.mlp.2"))
@@ -263,7 +325,11 @@ impl DitGraph<'_> {
     /// One adaLN-Zero DiT block on the fp32 residual `x`; returns the block's output (fp32).
     fn block(&mut self, i: u32, x: &str, silu_cl: &str) -> String {
         let s = format!("blocks.{i}");
-        let ada = self.gemm(&format!("{s}/adaLN_modulation"), silu_cl, &format!("{s}.adaLN_modulation.1"));
+        let ada = self.gemm(
+            &format!("{s}/adaLN_modulation"),
+            silu_cl,
+            &format!("{s}.adaLN_modulation.1"),
+        );
         let m = self.split_modulation(&format!("{s}/adaLN_modulation"), &ada, 6);
 
         let n1 = self.layer_norm(&format!("{s}/norm1"), x);
@@ -292,24 +358,57 @@ impl DitGraph<'_> {
         let dh = d / heads;
         let qkv = self.linear(&format!("{s}/attn/qkv"), h, &format!("{s}.attn.qkv"));
         let shape = self.g.ints(&[0, 0, 3, heads, dh]);
-        let split = self.g.node(&format!("{s}/attn/split_heads"), "Reshape", &[&qkv, &shape], vec![]);
+        let split = self.g.node(
+            &format!("{s}/attn/split_heads"),
+            "Reshape",
+            &[&qkv, &shape],
+            vec![],
+        );
         let perm = self.g.node(
             &format!("{s}/attn/qkv_first"),
             "Transpose",
             &[&split],
             vec![("perm", Attr::Ints(vec![2, 0, 3, 1, 4]))],
         );
-        let parts = self.g.node_n(&format!("{s}/attn/unbind"), "Split", &[&perm], 3, vec![("axis", Attr::Int(0))]);
+        let parts = self.g.node_n(
+            &format!("{s}/attn/unbind"),
+            "Split",
+            &[&perm],
+            3,
+            vec![("axis", Attr::Int(0))],
+        );
         let axes = self.g.ints(&[0]);
-        let q = self.g.node(&format!("{s}/attn/q"), "Squeeze", &[&parts[0], &axes], vec![]);
-        let k = self.g.node(&format!("{s}/attn/k"), "Squeeze", &[&parts[1], &axes], vec![]);
-        let v = self.g.node(&format!("{s}/attn/v"), "Squeeze", &[&parts[2], &axes], vec![]);
+        let q = self
+            .g
+            .node(&format!("{s}/attn/q"), "Squeeze", &[&parts[0], &axes], vec![]);
+        let k = self
+            .g
+            .node(&format!("{s}/attn/k"), "Squeeze", &[&parts[1], &axes], vec![]);
+        let v = self
+            .g
+            .node(&format!("{s}/attn/v"), "Squeeze", &[&parts[2], &axes], vec![]);
         let scale = self.g.scalar(1.0 / (dh as f32).sqrt(), self.mm);
-        let q = self.g.node(&format!("{s}/attn/q_scaled"), "Mul", &[&q, &scale], vec![]);
-        let kt = self.g.node(&format!("{s}/attn/k_t"), "Transpose", &[&k], vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
-        let scores = self.g.node(&format!("{s}/attn/scores"), "MatMul", &[&q, &kt], vec![]);
-        let probs = self.g.node(&format!("{s}/attn/softmax"), "Softmax", &[&scores], vec![("axis", Attr::Int(-1))]);
-        let ctx = self.g.node(&format!("{s}/attn/context"), "MatMul", &[&probs, &v], vec![]);
+        let q = self
+            .g
+            .node(&format!("{s}/attn/q_scaled"), "Mul", &[&q, &scale], vec![]);
+        let kt = self.g.node(
+            &format!("{s}/attn/k_t"),
+            "Transpose",
+            &[&k],
+            vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))],
+        );
+        let scores = self
+            .g
+            .node(&format!("{s}/attn/scores"), "MatMul", &[&q, &kt], vec![]);
+        let probs = self.g.node(
+            &format!("{s}/attn/softmax"),
+            "Softmax",
+            &[&scores],
+            vec![("axis", Attr::Int(-1))],
+        );
+        let ctx = self
+            .g
+            .node(&format!("{s}/attn/context"), "MatMul", &[&probs, &v], vec![]);
         let ctx = self.g.node(
             &format!("{s}/attn/merge_heads_t"),
             "Transpose",
@@ -317,7 +416,12 @@ impl DitGraph<'_> {
             vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
         );
         let shape = self.g.ints(&[0, 0, d]);
-        let ctx = self.g.node(&format!("{s}/attn/merge_heads"), "Reshape", &[&ctx, &shape], vec![]);
+        let ctx = self.g.node(
+            &format!("{s}/attn/merge_heads"),
+            "Reshape",
+            &[&ctx, &shape],
+            vec![],
+        );
         self.linear(&format!("{s}/attn/proj"), &ctx, &format!("{s}.attn.proj"))
     }
 
@@ -331,12 +435,42 @@ impl DitGraph<'_> {
         let half = self.g.scalar(0.5, self.mm);
         let a = self.g.node(&format!("{name}/mul_coef"), "Mul", &[x, &c1], vec![]);
         let a = self.g.node(&format!("{name}/mul_x"), "Mul", &[&a, x], vec![]);
-        let a = self.g.node(&format!("{name}/add_one"), "Add", &[&a, &one], vec![]);
-        let sx = self.g.node(&format!("{name}/mul_sqrt_2_pi"), "Mul", &[x, &c2], vec![]);
+        let a = self
+            .g
+            .node(&format!("{name}/add_one"), "Add", &[&a, &one], vec![]);
+        let sx = self
+            .g
+            .node(&format!("{name}/mul_sqrt_2_pi"), "Mul", &[x, &c2], vec![]);
         let a = self.g.node(&format!("{name}/inner"), "Mul", &[&sx, &a], vec![]);
         let a = self.g.node(&format!("{name}/tanh"), "Tanh", &[&a], vec![]);
-        let a = self.g.node(&format!("{name}/add_one_tanh"), "Add", &[&a, &one], vec![]);
+        let a = self
+            .g
+            .node(&format!("{name}/add_one_tanh"), "Add", &[&a, &one], vec![]);
         let hx = self.g.node(&format!("{name}/half_x"), "Mul", &[x, &half], vec![]);
         self.g.node(name, "Mul", &[&hx, &a], vec![])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_types_and_layouts() {
+        assert_eq!(storage("blocks.3.attn.qkv.weight", true), (Elem::F16, true));
+        assert_eq!(storage("blocks.3.attn.qkv.bias", true), (Elem::F16, false));
+        assert_eq!(storage("blocks.3.mlp.fc2.weight", false), (Elem::F32, true));
+        assert_eq!(storage("final_layer.linear.weight", true), (Elem::F16, true));
+        assert_eq!(storage("x_embedder.proj.weight", true), (Elem::F16, false));
+        assert_eq!(
+            storage("blocks.3.adaLN_modulation.1.weight", true),
+            (Elem::F32, false)
+        );
+        assert_eq!(
+            storage("final_layer.adaLN_modulation.1.weight", true),
+            (Elem::F32, false)
+        );
+        assert_eq!(storage("t_embedder.mlp.0.weight", true), (Elem::F32, false));
+        assert_eq!(storage("pos_embed", true), (Elem::F32, false));
     }
 }

@@ -19,12 +19,27 @@ pub enum Error {
     #[error("{path}: not a valid safetensors file ({reason}); re-save the checkpoint")]
     CorruptCheckpoint { path: String, reason: String },
     #[error("{path}: tensor `{name}` {shape:?} is missing; the checkpoint does not match its config.json")]
-    MissingTensor { path: String, name: String, shape: Vec<usize> },
+    MissingTensor {
+        path: String,
+        name: String,
+        shape: Vec<usize>,
+    },
     #[error("{path}: tensor `{name}` has shape {found:?}, config.json implies {expected:?}")]
-    TensorShape { path: String, name: String, expected: Vec<usize>, found: Vec<usize> },
+    TensorShape {
+        path: String,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     #[error("{path}: tensor `{name}` has element type {dtype}; expected F32, F16 or BF16")]
-    TensorDtype { path: String, name: String, dtype: String },
-    #[error("{path}: tensor `{name}` holds a non-finite value ({value}); the checkpoint is corrupt or diverged")]
+    TensorDtype {
+        path: String,
+        name: String,
+        dtype: String,
+    },
+    #[error(
+        "{path}: tensor `{name}` holds a non-finite value ({value}); the checkpoint is corrupt or diverged"
+    )]
     NonFinite { path: String, name: String, value: f32 },
     #[error("output folder {0} exists and is not an odelt export (no manifest.json); choose another --out or remove it")]
     OutputNotExport(String),
@@ -54,7 +69,10 @@ impl Error {
     }
 
     pub(crate) fn write(path: &Path, source: std::io::Error) -> Self {
-        Error::Write { path: path.display().to_string(), source }
+        Error::Write {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 

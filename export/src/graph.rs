@@ -85,11 +85,17 @@ pub struct GraphBuilder {
 
 impl GraphBuilder {
     pub fn new(weights_file: &str) -> Self {
-        Self { weights_file: weights_file.to_string(), ..Self::default() }
+        Self {
+            weights_file: weights_file.to_string(),
+            ..Self::default()
+        }
     }
 
     fn define(&mut self, name: &str) {
-        assert!(self.defined.insert(name.to_string()), "tensor name {name} defined twice");
+        assert!(
+            self.defined.insert(name.to_string()),
+            "tensor name {name} defined twice"
+        );
     }
 
     pub fn is_defined(&self, name: &str) -> bool {
@@ -132,9 +138,19 @@ impl GraphBuilder {
         outputs
     }
 
-    fn node_multi(&mut self, name: &str, op: &str, inputs: &[&str], outputs: &[String], attrs: Vec<(&str, Attr)>) {
+    fn node_multi(
+        &mut self,
+        name: &str,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[String],
+        attrs: Vec<(&str, Attr)>,
+    ) {
         for input in inputs {
-            assert!(input.is_empty() || self.defined.contains(*input), "node {name}: input {input} is not defined");
+            assert!(
+                input.is_empty() || self.defined.contains(*input),
+                "node {name}: input {input} is not defined"
+            );
         }
         for output in outputs {
             self.define(output);
@@ -144,7 +160,10 @@ impl GraphBuilder {
         node.op_type = op.to_string();
         node.input = inputs.iter().map(|s| s.to_string()).collect();
         node.output = outputs.to_vec();
-        node.attribute = attrs.into_iter().map(|(name, value)| attribute(name, value)).collect();
+        node.attribute = attrs
+            .into_iter()
+            .map(|(name, value)| attribute(name, value))
+            .collect();
         self.nodes.push(node);
     }
 
@@ -214,7 +233,11 @@ impl GraphBuilder {
         self.define(name);
         let numel: u64 = dims.iter().product::<i64>() as u64;
         let elem_size = stored.elem.size() as u64;
-        assert!((start + numel) * elem_size <= stored.length, "view {name} exceeds {}", stored.name);
+        assert!(
+            (start + numel) * elem_size <= stored.length,
+            "view {name} exceeds {}",
+            stored.name
+        );
         let offset = stored.offset + start * elem_size;
         let length = numel * elem_size;
         let mut tensor = TensorProto::new();
@@ -229,7 +252,11 @@ impl GraphBuilder {
             entry("length", &length.to_string()),
         ];
         self.initializers.push(tensor);
-        self.externals.push(ExternalUse { offset, length, numel });
+        self.externals.push(ExternalUse {
+            offset,
+            length,
+            numel,
+        });
         name.to_string()
     }
 

@@ -115,7 +115,9 @@ pub fn export_with_progress(
     let ckpt = Checkpoint::read(checkpoint)?;
     let cfg = ckpt.meta.model.clone();
     let lengths = resolve_lengths(&cfg, options.lengths.as_deref())?;
-    progress(Progress::Started { lengths: lengths.clone() });
+    progress(Progress::Started {
+        lengths: lengths.clone(),
+    });
 
     let staging = Staging::new(out)?;
     let weights_path = staging.path.join(WEIGHTS_FILE);
@@ -130,7 +132,10 @@ pub fn export_with_progress(
         let mut dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let (data, doc) = if transposed {
             dims.reverse();
-            (transpose(tensor), format!("checkpoint `{name}` {shape:?} transposed to [in, out] for MatMul"))
+            (
+                transpose(tensor),
+                format!("checkpoint `{name}` {shape:?} transposed to [in, out] for MatMul"),
+            )
         } else {
             (tensor.data.clone(), format!("checkpoint `{name}` {shape:?}"))
         };
@@ -139,11 +144,16 @@ pub fn export_with_progress(
     let (stored, weights_bytes) = writer.finish()?;
     progress(Progress::WeightsWritten { bytes: weights_bytes });
 
-    let precision = dit::Precision { fp16: options.fp16, fp16_io: options.fp16_io };
+    let precision = dit::Precision {
+        fp16: options.fp16,
+        fp16_io: options.fp16_io,
+    };
     let mut entries = Vec::new();
     for &length in &lengths {
         let (model, externals) = dit::build(&cfg, length, &stored, precision, WEIGHTS_FILE);
-        let bytes = model.write_to_bytes().expect("an ONNX model with external weights always serializes");
+        let bytes = model
+            .write_to_bytes()
+            .expect("an ONNX model with external weights always serializes");
         let file = graph_file(length);
         let path = staging.path.join(&file);
         std::fs::write(&path, &bytes).map_err(|e| Error::write(&path, e))?;
@@ -160,14 +170,21 @@ pub fn export_with_progress(
             engines: Vec::new(),
             calibration: Vec::new(),
         });
-        progress(Progress::GraphWritten { length, file, bytes: bytes.len() as u64 });
+        progress(Progress::GraphWritten {
+            length,
+            file,
+            bytes: bytes.len() as u64,
+        });
     }
 
     let source = std::fs::canonicalize(checkpoint).unwrap_or_else(|_| checkpoint.to_path_buf());
     let manifest = Manifest {
         format_version: Manifest::FORMAT_VERSION,
         model: cfg,
-        source: Source { checkpoint: source.display().to_string(), step: ckpt.meta.step },
+        source: Source {
+            checkpoint: source.display().to_string(),
+            step: ckpt.meta.step,
+        },
         precision: if options.fp16 { "fp16" } else { "fp32" }.into(),
         io_precision: if options.fp16_io { "fp16" } else { "fp32" }.into(),
         weights_file: WEIGHTS_FILE.into(),
@@ -219,7 +236,10 @@ fn check_output(out: &Path) -> Result<()> {
     if !out.is_dir() {
         return Err(Error::OutputNotExport(shown));
     }
-    let empty = std::fs::read_dir(out).map_err(|e| Error::write(out, e))?.next().is_none();
+    let empty = std::fs::read_dir(out)
+        .map_err(|e| Error::write(out, e))?
+        .next()
+        .is_none();
     if empty || out.join(MANIFEST_FILE).is_file() {
         Ok(())
     } else {
@@ -243,7 +263,10 @@ impl Staging {
             std::fs::remove_dir_all(&path).map_err(|e| Error::write(&path, e))?;
         }
         std::fs::create_dir(&path).map_err(|e| Error::write(&path, e))?;
-        Ok(Self { path, committed: false })
+        Ok(Self {
+            path,
+            committed: false,
+        })
     }
 
     /// Moves the staged export to `out`, replacing an earlier export there.
@@ -288,4 +311,25 @@ fn split_out(out: &Path) -> Result<(PathBuf, String)> {
         _ => PathBuf::from("."),
     };
     Ok((parent, name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_default_sort_and_dedup() {
+        let cfg = ModelConfig::fmnist();
+        assert_eq!(resolve_lengths(&cfg, None).unwrap(), vec![4, 8, 12]);
+        assert_eq!(resolve_lengths(&cfg, Some(&[12, 4, 12])).unwrap(), vec![4, 12]);
+        let err = resolve_lengths(&cfg, Some(&[4, 6])).unwrap_err();
+        assert!(err.is_input() && err.to_string().contains("4, 8, 12"), "{err}");
+    }
+
+    #[test]
+    fn block_indices() {
+        assert_eq!(block_index("blocks.11.mlp.fc1.weight"), Some(11));
+        assert_eq!(block_index("final_layer.linear.weight"), None);
+        assert_eq!(graph_file(8), "model_l8.onnx");
+    }
 }

@@ -76,14 +76,24 @@ pub fn write_checkpoint(
         .iter()
         .map(|(name, shape, data)| {
             let bytes: Vec<u8> = match dtype {
-                Dtype::F16 => data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-                Dtype::BF16 => data.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+                Dtype::F16 => data
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                Dtype::BF16 => data
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
                 _ => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             };
             (name.clone(), shape.clone(), bytes)
         })
         .collect();
-    let dtype = if matches!(dtype, Dtype::F16 | Dtype::BF16) { dtype } else { Dtype::F32 };
+    let dtype = if matches!(dtype, Dtype::F16 | Dtype::BF16) {
+        dtype
+    } else {
+        Dtype::F32
+    };
     let views = encoded
         .iter()
         .map(|(name, shape, bytes)| {

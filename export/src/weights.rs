@@ -42,17 +42,29 @@ pub struct WeightsWriter {
 impl WeightsWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::write(path, e))?;
-        Ok(Self { path: path.to_path_buf(), file: BufWriter::new(file), end: 0, tensors: HashMap::new() })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: BufWriter::new(file),
+            end: 0,
+            tensors: HashMap::new(),
+        })
     }
 
     /// Appends a tensor at the next aligned offset. `values` are converted to `elem`.
     pub fn add(&mut self, name: &str, elem: Elem, dims: &[i64], values: &[f32], doc: &str) -> Result<()> {
         assert!(!self.tensors.contains_key(name), "tensor {name} stored twice");
-        assert_eq!(dims.iter().product::<i64>() as usize, values.len(), "{name}: dims and data disagree");
+        assert_eq!(
+            dims.iter().product::<i64>() as usize,
+            values.len(),
+            "{name}: dims and data disagree"
+        );
         let offset = self.end.div_ceil(ALIGNMENT) * ALIGNMENT;
         let bytes: Vec<u8> = match elem {
             Elem::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Elem::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+            Elem::F16 => values
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
             Elem::I64 => panic!("weights are floating point"),
         };
         let io = |e| Error::write(&self.path, e);
@@ -79,7 +91,10 @@ impl WeightsWriter {
     pub fn finish(mut self) -> Result<(HashMap<String, StoredTensor>, u64)> {
         let io = |e| Error::write(&self.path, e);
         self.file.flush().map_err(io)?;
-        let file = self.file.into_inner().map_err(|e| Error::write(&self.path, e.into_error()))?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::write(&self.path, e.into_error()))?;
         // A trailing seek without a write would not extend the file; set its length exactly.
         file.set_len(self.end).map_err(|e| Error::write(&self.path, e))?;
         file.sync_all().map_err(|e| Error::write(&self.path, e))?;

@@ -25,7 +25,14 @@ fn externals(model: &ModelProto) -> BTreeMap<String, (u64, u64, i32)> {
         .map(|t| {
             let get = |k: &str| t.external_data.iter().find(|e| e.key == k).unwrap().value.clone();
             assert_eq!(get("location"), "weights.bin");
-            (t.name.clone(), (get("offset").parse().unwrap(), get("length").parse().unwrap(), t.data_type))
+            (
+                t.name.clone(),
+                (
+                    get("offset").parse().unwrap(),
+                    get("length").parse().unwrap(),
+                    t.data_type,
+                ),
+            )
         })
         .collect()
 }
@@ -53,7 +60,10 @@ fn round_trip_layout_sharing_and_hashes() {
     assert_eq!(Manifest::read(&out).unwrap(), manifest);
     assert_eq!(manifest.model, ModelConfig::tiny());
     assert_eq!(manifest.source.step, 1000);
-    assert_eq!((manifest.precision.as_str(), manifest.io_precision.as_str()), ("fp32", "fp32"));
+    assert_eq!(
+        (manifest.precision.as_str(), manifest.io_precision.as_str()),
+        ("fp32", "fp32")
+    );
     let lengths: Vec<u32> = manifest.lengths.iter().map(|e| e.length).collect();
     assert_eq!(lengths, vec![2, 4], "all valid lengths by default");
     let weights = std::fs::read(out.join("weights.bin")).unwrap();
@@ -70,8 +80,11 @@ fn round_trip_layout_sharing_and_hashes() {
         assert_eq!(inputs, ["x", "t", "k", "y"]);
         assert_eq!(graph.output[0].name, "v");
         assert!(graph.node.iter().any(|n| n.name == "blocks.1/attn/qkv"));
-        let blocks: BTreeSet<&str> =
-            graph.node.iter().filter_map(|n| n.name.strip_prefix("blocks.")?.split('/').next()).collect();
+        let blocks: BTreeSet<&str> = graph
+            .node
+            .iter()
+            .filter_map(|n| n.name.strip_prefix("blocks.")?.split('/').next())
+            .collect();
         assert_eq!(blocks.len() as u32, entry.length, "only the first l blocks");
 
         let ext = externals(&model);
@@ -104,7 +117,10 @@ fn round_trip_layout_sharing_and_hashes() {
     for ext in by_length.values() {
         for (name, (offset, length, _)) in ext {
             let prev = all.insert(name.clone(), (*offset, *length));
-            assert!(prev.is_none() || prev == Some((*offset, *length)), "{name} stored twice");
+            assert!(
+                prev.is_none() || prev == Some((*offset, *length)),
+                "{name} stored twice"
+            );
         }
     }
     // The rows are views of one stored table (L+1 rows), which starts 64 KiB aligned.
@@ -121,12 +137,20 @@ fn round_trip_layout_sharing_and_hashes() {
     let table_start = *starts.first().unwrap();
     assert_eq!(table_start % ALIGNMENT, 0);
     let table = "l_embedder.embedding_table.weight".to_string();
-    let mut ranges: Vec<(u64, u64, &String)> =
-        all.iter().filter(|(n, _)| !n.starts_with("l_embedder.row")).map(|(n, (o, l))| (*o, *l, n)).collect();
+    let mut ranges: Vec<(u64, u64, &String)> = all
+        .iter()
+        .filter(|(n, _)| !n.starts_with("l_embedder.row"))
+        .map(|(n, (o, l))| (*o, *l, n))
+        .collect();
     ranges.push((table_start, 5 * d * 4, &table));
     ranges.sort();
     for pair in ranges.windows(2) {
-        assert!(pair[0].0 + pair[0].1 <= pair[1].0, "{} overlaps {}", pair[0].2, pair[1].2);
+        assert!(
+            pair[0].0 + pair[0].1 <= pair[1].0,
+            "{} overlaps {}",
+            pair[0].2,
+            pair[1].2
+        );
     }
     // The short graph references a subset of the long graph's bytes (its own row aside).
     let (short, long) = (&by_length[&2], &by_length[&4]);
@@ -145,7 +169,15 @@ fn fp16_export_stores_matrix_products_in_half() {
     let out32 = dir.path().join("fp32");
     let out16 = dir.path().join("fp16");
     let m32 = export(&ckpt, &out32, &ExportOptions::default()).unwrap();
-    let m16 = export(&ckpt, &out16, &ExportOptions { fp16: true, ..Default::default() }).unwrap();
+    let m16 = export(
+        &ckpt,
+        &out16,
+        &ExportOptions {
+            fp16: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(m16.precision, "fp16");
     assert_eq!(m16.io_precision, "fp32");
     assert!(m16.weights_bytes < m32.weights_bytes);
@@ -153,15 +185,28 @@ fn fp16_export_stores_matrix_products_in_half() {
     let ext = externals(&model);
     let f16 = DataType::FLOAT16 as i32;
     let f32 = DataType::FLOAT as i32;
-    for name in ["blocks.3.attn.qkv.weight", "blocks.3.mlp.fc2.bias", "final_layer.linear.weight", "x_embedder.proj.weight"]
-    {
+    for name in [
+        "blocks.3.attn.qkv.weight",
+        "blocks.3.mlp.fc2.bias",
+        "final_layer.linear.weight",
+        "x_embedder.proj.weight",
+    ] {
         assert_eq!(ext[name].2, f16, "{name}");
     }
-    for name in ["blocks.3.adaLN_modulation.1.weight", "pos_embed", "t_embedder.mlp.0.weight", "l_embedder.row4"] {
+    for name in [
+        "blocks.3.adaLN_modulation.1.weight",
+        "pos_embed",
+        "t_embedder.mlp.0.weight",
+        "l_embedder.row4",
+    ] {
         assert_eq!(ext[name].2, f32, "{name}");
     }
     let graph = model.graph.as_ref().unwrap();
-    let norms: Vec<_> = graph.node.iter().filter(|n| n.op_type == "LayerNormalization").collect();
+    let norms: Vec<_> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "LayerNormalization")
+        .collect();
     assert_eq!(norms.len(), 2 * 4 + 1);
     for n in norms {
         let stash = n.attribute.iter().find(|a| a.name == "stash_type").unwrap();
@@ -175,7 +220,16 @@ fn fp16_export_stores_matrix_products_in_half() {
     assert_eq!(elem(&graph.input[0]), f32);
     assert_eq!(elem(&graph.output[0]), f32);
     let out16io = dir.path().join("fp16io");
-    let m = export(&ckpt, &out16io, &ExportOptions { fp16: true, fp16_io: true, ..Default::default() }).unwrap();
+    let m = export(
+        &ckpt,
+        &out16io,
+        &ExportOptions {
+            fp16: true,
+            fp16_io: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(m.io_precision, "fp16");
     let graph = load(&out16io.join(graph_file(2))).graph.unwrap();
     assert_eq!(elem(&graph.input[0]), f16);
@@ -189,7 +243,15 @@ fn selected_lengths_store_only_the_blocks_they_use() {
     let ckpt = tiny_checkpoint(dir.path());
     let all = export(&ckpt, &dir.path().join("all"), &ExportOptions::default()).unwrap();
     let short = dir.path().join("short");
-    let m = export(&ckpt, &short, &ExportOptions { lengths: Some(vec![2, 2]), ..Default::default() }).unwrap();
+    let m = export(
+        &ckpt,
+        &short,
+        &ExportOptions {
+            lengths: Some(vec![2, 2]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(m.lengths.len(), 1);
     assert!(m.weights_bytes < all.weights_bytes);
     assert!(short.join("model_l2.onnx").exists() && !short.join("model_l4.onnx").exists());
@@ -203,7 +265,12 @@ fn half_precision_checkpoints_are_read() {
     for dtype in [Dtype::BF16, Dtype::F16] {
         let ckpt = dir.path().join(format!("{dtype:?}"));
         testing::write_checkpoint(&ckpt, &cfg, 9, &tensors, dtype).unwrap();
-        let m = export(&ckpt, &dir.path().join(format!("out{dtype:?}")), &ExportOptions::default()).unwrap();
+        let m = export(
+            &ckpt,
+            &dir.path().join(format!("out{dtype:?}")),
+            &ExportOptions::default(),
+        )
+        .unwrap();
         assert_eq!(m.source.step, 9);
     }
 }
@@ -213,12 +280,39 @@ fn invalid_length_names_the_valid_ones() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = tiny_checkpoint(dir.path());
     let out = dir.path().join("out");
-    let err = export(&ckpt, &out, &ExportOptions { lengths: Some(vec![2, 3]), ..Default::default() }).unwrap_err();
+    let err = export(
+        &ckpt,
+        &out,
+        &ExportOptions {
+            lengths: Some(vec![2, 3]),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert!(err.is_input());
-    assert!(err.to_string().contains("length 3") && err.to_string().contains("2, 4"), "{err}");
-    let err = export(&ckpt, &out, &ExportOptions { lengths: Some(vec![]), ..Default::default() }).unwrap_err();
+    assert!(
+        err.to_string().contains("length 3") && err.to_string().contains("2, 4"),
+        "{err}"
+    );
+    let err = export(
+        &ckpt,
+        &out,
+        &ExportOptions {
+            lengths: Some(vec![]),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert!(err.is_input() && err.to_string().contains("2, 4"), "{err}");
-    let err = export(&ckpt, &out, &ExportOptions { fp16_io: true, ..Default::default() }).unwrap_err();
+    let err = export(
+        &ckpt,
+        &out,
+        &ExportOptions {
+            fp16_io: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert!(err.is_input() && err.to_string().contains("--fp16"), "{err}");
     assert!(!out.exists());
     assert!(leftovers(dir.path()).is_empty());
@@ -234,17 +328,26 @@ fn missing_or_misshapen_tensor_is_named_and_leaves_nothing() {
     testing::write_checkpoint(&ckpt, &cfg, 1, &tensors, Dtype::F32).unwrap();
     let out = dir.path().join("out");
     let err = export(&ckpt, &out, &ExportOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::MissingTensor { .. }) && err.is_input(), "{err}");
+    assert!(
+        matches!(err, Error::MissingTensor { .. }) && err.is_input(),
+        "{err}"
+    );
     assert!(err.to_string().contains("blocks.1.mlp.fc2.weight"), "{err}");
     assert!(!out.exists());
 
     let mut tensors = testing::random_tensors(&cfg, 1);
-    let qkv = tensors.iter_mut().find(|(n, _, _)| n == "blocks.0.attn.qkv.weight").unwrap();
+    let qkv = tensors
+        .iter_mut()
+        .find(|(n, _, _)| n == "blocks.0.attn.qkv.weight")
+        .unwrap();
     qkv.1 = vec![32, 96];
     let ckpt = dir.path().join("shape");
     testing::write_checkpoint(&ckpt, &cfg, 1, &tensors, Dtype::F32).unwrap();
     let err = export(&ckpt, &out, &ExportOptions::default()).unwrap_err();
-    assert!(err.is_input() && err.to_string().contains("blocks.0.attn.qkv.weight"), "{err}");
+    assert!(
+        err.is_input() && err.to_string().contains("blocks.0.attn.qkv.weight"),
+        "{err}"
+    );
     assert!(err.to_string().contains("[96, 32]"), "{err}");
 
     // Corrupt safetensors and a missing folder.
@@ -252,7 +355,10 @@ fn missing_or_misshapen_tensor_is_named_and_leaves_nothing() {
     testing::write_random_checkpoint(&ckpt, &cfg, 1).unwrap();
     std::fs::write(ckpt.join("model.safetensors"), b"not a safetensors file").unwrap();
     let err = export(&ckpt, &out, &ExportOptions::default()).unwrap_err();
-    assert!(err.is_input() && err.to_string().contains("model.safetensors"), "{err}");
+    assert!(
+        err.is_input() && err.to_string().contains("model.safetensors"),
+        "{err}"
+    );
     let err = export(&dir.path().join("nowhere"), &out, &ExportOptions::default()).unwrap_err();
     assert!(err.is_input() && err.to_string().contains("nowhere"), "{err}");
 
@@ -273,10 +379,22 @@ fn failed_reexport_keeps_the_previous_export_and_success_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = tiny_checkpoint(dir.path());
     let out = dir.path().join("out");
-    let first = export(&ckpt, &out, &ExportOptions { lengths: Some(vec![2]), ..Default::default() }).unwrap();
+    let first = export(
+        &ckpt,
+        &out,
+        &ExportOptions {
+            lengths: Some(vec![2]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     std::fs::write(ckpt.join("model.safetensors"), b"garbage").unwrap();
     export(&ckpt, &out, &ExportOptions::default()).unwrap_err();
-    assert_eq!(Manifest::read(&out).unwrap(), first, "a failed export leaves the previous one intact");
+    assert_eq!(
+        Manifest::read(&out).unwrap(),
+        first,
+        "a failed export leaves the previous one intact"
+    );
 
     testing::write_random_checkpoint(&ckpt, &ModelConfig::tiny(), 4).unwrap();
     let second = export(&ckpt, &out, &ExportOptions::default()).unwrap();
@@ -289,6 +407,9 @@ fn failed_reexport_keeps_the_previous_export_and_success_replaces_it() {
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "mine").unwrap();
     let err = export(&ckpt, &other, &ExportOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::OutputNotExport(_)) && err.is_input(), "{err}");
+    assert!(
+        matches!(err, Error::OutputNotExport(_)) && err.is_input(),
+        "{err}"
+    );
     assert!(other.join("notes.txt").exists());
 }

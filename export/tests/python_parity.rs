@@ -18,7 +18,11 @@ fn python() -> PathBuf {
         )
     });
     let python = Path::new(&venv).join("bin").join("python");
-    assert!(python.exists(), "{} does not exist; run scripts/setup.sh", python.display());
+    assert!(
+        python.exists(),
+        "{} does not exist; run scripts/setup.sh",
+        python.display()
+    );
     python
 }
 
@@ -47,8 +51,25 @@ fn tiny_export_matches_numpy_reference() {
     let fp16 = dir.path().join("fp16");
     let fp16_io = dir.path().join("fp16_io");
     export(&ckpt, &fp32, &ExportOptions::default()).unwrap();
-    export(&ckpt, &fp16, &ExportOptions { fp16: true, ..ExportOptions::default() }).unwrap();
-    export(&ckpt, &fp16_io, &ExportOptions { fp16: true, fp16_io: true, ..ExportOptions::default() }).unwrap();
+    export(
+        &ckpt,
+        &fp16,
+        &ExportOptions {
+            fp16: true,
+            ..ExportOptions::default()
+        },
+    )
+    .unwrap();
+    export(
+        &ckpt,
+        &fp16_io,
+        &ExportOptions {
+            fp16: true,
+            fp16_io: true,
+            ..ExportOptions::default()
+        },
+    )
+    .unwrap();
     check(&ckpt, &[&fp32, &fp16, &fp16_io], &["--fusions"]);
 }
 
@@ -72,6 +93,14 @@ fn grouped_model_with_odd_sizes_matches_numpy_reference() {
     let ckpt = dir.path().join("ckpt");
     testing::write_random_checkpoint(&ckpt, &cfg, 11).unwrap();
     let out = dir.path().join("out");
-    export(&ckpt, &out, &ExportOptions { lengths: Some(vec![3, 1]), ..ExportOptions::default() }).unwrap();
+    export(
+        &ckpt,
+        &out,
+        &ExportOptions {
+            lengths: Some(vec![3, 1]),
+            ..ExportOptions::default()
+        },
+    )
+    .unwrap();
     check(&ckpt, &[&out], &[]);
 }

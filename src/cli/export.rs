@@ -31,7 +31,11 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let options = ExportOptions { lengths: args.lengths.clone(), fp16: args.fp16, fp16_io: args.fp16_io };
+    let options = ExportOptions {
+        lengths: args.lengths.clone(),
+        fp16: args.fp16,
+        fp16_io: args.fp16_io,
+    };
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} export [{bar:30}] {pos}/{len} {msg}")
@@ -62,7 +66,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     );
     let mut separate = 0u64;
     for entry in &manifest.lengths {
-        let graph_bytes = std::fs::metadata(args.out.join(&entry.file)).map(|m| m.len()).unwrap_or(0);
+        let graph_bytes = std::fs::metadata(args.out.join(&entry.file))
+            .map(|m| m.len())
+            .unwrap_or(0);
         separate += graph_bytes + entry.weight_bytes;
         println!(
             "  {:<16} l={:<3} {:>6} parameters  graph {:>9}  weights {:>9}  sha256 {}",

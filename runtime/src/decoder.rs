@@ -42,7 +42,10 @@ impl Decoder {
     pub fn open(path: impl AsRef<Path>, options: &RuntimeOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if !path.is_file() {
-            return invalid!("decoder {} does not exist", path.display());
+            return Err(Error::NotFound(format!(
+                "decoder {} does not exist",
+                path.display()
+            )));
         }
         let env = ortlib::environment(options.ort_library.as_deref())?;
         let bad = |message: String| Error::Model {

@@ -156,10 +156,10 @@ impl Runtime {
     pub fn open(dir: impl AsRef<Path>, options: RuntimeOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
-            return invalid!(
+            return Err(Error::NotFound(format!(
                 "engine folder {} does not exist; run `odelt export` first",
                 dir.display()
-            );
+            )));
         }
         let manifest = Manifest::read(&dir)?;
         if manifest.lengths.is_empty() {
@@ -181,12 +181,19 @@ impl Runtime {
             })?;
             let file = dir.join(&entry.file);
             if !file.is_file() {
-                return invalid!("{}: graph for length {} is missing", file.display(), entry.length);
+                return Err(Error::NotFound(format!(
+                    "{}: graph for length {} is missing",
+                    file.display(),
+                    entry.length
+                )));
             }
         }
         let weights = dir.join(&manifest.weights_file);
         if !weights.is_file() {
-            return invalid!("{}: the shared weights file is missing", weights.display());
+            return Err(Error::NotFound(format!(
+                "{}: the shared weights file is missing",
+                weights.display()
+            )));
         }
         let env = ortlib::environment(options.ort_library.as_deref())?;
         Ok(Self {

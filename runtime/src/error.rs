@@ -20,7 +20,13 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// The ONNX Runtime library could not be found or loaded (too old, not ONNX Runtime).
+    /// A file or folder that was asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The ONNX Runtime library could not be found.
+    #[error("{0}")]
+    OrtLibraryNotFound(String),
+    /// The ONNX Runtime library could not be loaded (too old, not ONNX Runtime).
     #[error("{0}")]
     OrtLibrary(String),
     /// A graph ONNX Runtime rejects (missing, corrupt, or not the exporter's interface).
@@ -52,6 +58,8 @@ impl Error {
                 | Error::InvalidArgument(_)
                 | Error::Io { .. }
                 | Error::Json { .. }
+                | Error::NotFound(_)
+                | Error::OrtLibraryNotFound(_)
                 | Error::OrtLibrary(_)
                 | Error::Model { .. }
                 | Error::Provider(_)
@@ -62,6 +70,7 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            Error::NotFound(_) | Error::OrtLibraryNotFound(_) => true,
             _ => false,
         }
     }

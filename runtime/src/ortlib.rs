@@ -96,7 +96,7 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
         }
     }
     let looked: Vec<&str> = places.iter().map(|(what, _)| what.as_str()).collect();
-    Err(Error::OrtLibrary(format!(
+    Err(Error::OrtLibraryNotFound(format!(
         "ONNX Runtime library not found (looked at: {}); {INSTALL_HINT}",
         looked.join("; ")
     )))

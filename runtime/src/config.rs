@@ -178,19 +178,19 @@ impl ModelConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return fail(format!("{name} must be at least 1"));
         }
-        if self.input_size % self.patch_size != 0 {
+        if !self.input_size.is_multiple_of(self.patch_size) {
             return fail(format!(
                 "input_size {} is not a multiple of patch_size {}",
                 self.input_size, self.patch_size
             ));
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return fail(format!(
                 "hidden_size {} is not divisible by num_heads {}",
                 self.hidden_size, self.num_heads
             ));
         }
-        if self.hidden_size % 4 != 0 {
+        if !self.hidden_size.is_multiple_of(4) {
             return fail(format!(
                 "hidden_size {} is not a multiple of 4 (the 2-D sin-cos position embedding needs it)",
                 self.hidden_size
@@ -199,7 +199,7 @@ impl ModelConfig {
         if !(self.mlp_ratio > 0.0 && self.mlp_ratio.is_finite()) || self.mlp_hidden() == 0 {
             return fail(format!("mlp_ratio {} must be positive", self.mlp_ratio));
         }
-        if self.depth % self.group_size != 0 || self.depth_min % self.group_size != 0 {
+        if !self.depth.is_multiple_of(self.group_size) || !self.depth_min.is_multiple_of(self.group_size) {
             return fail(format!(
                 "depth {} and depth_min {} must be multiples of group_size {}",
                 self.depth, self.depth_min, self.group_size
@@ -329,7 +329,11 @@ mod tests {
     fn lengths_and_levels() {
         let c = ModelConfig::fmnist();
         assert_eq!(c.valid_lengths(), vec![4, 8, 12]);
-        assert!(c.check_length(6).unwrap_err().to_string().contains("4, 8, 12"));
+        assert!(c
+            .check_length(6)
+            .expect_err("invalid")
+            .to_string()
+            .contains("4, 8, 12"));
         assert_eq!(c.euler_level(4), 2);
         assert_eq!(c.euler_level(128), 7);
         assert_eq!(c.euler_level(3), 7);
@@ -342,12 +346,16 @@ mod tests {
         c.depth = 5;
         assert!(c
             .validate()
-            .unwrap_err()
+            .expect_err("invalid")
             .to_string()
             .contains("multiples of group_size"));
         let mut c = ModelConfig::tiny();
         c.hidden_size = 30;
         c.num_heads = 4;
-        assert!(c.validate().unwrap_err().to_string().contains("num_heads"));
+        assert!(c
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+            .contains("num_heads"));
     }
 }

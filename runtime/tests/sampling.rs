@@ -182,13 +182,13 @@ fn sampling_from_several_threads_at_once() {
             .expect("open"),
         );
         let request = |i: u64| {
-            let solver = if i % 2 == 0 {
+            let solver = if i.is_multiple_of(2) {
                 SolverChoice::Euler { steps: 8 }
             } else {
                 SolverChoice::dopri5(1e-5, 1e-5)
             };
             SampleRequest::new(3, solver)
-                .with_length(if i % 3 == 0 { 2 } else { 4 })
+                .with_length(if i.is_multiple_of(3) { 2 } else { 4 })
                 .with_seed(i)
                 .with_labels(Labels::Class((i % 4) as i64))
                 .with_cfg(if i % 4 == 1 { 2.5 } else { 1.0 }, GuidanceMode::Batched)

@@ -477,7 +477,8 @@ mod tests {
             max_steps: 3,
             ..Default::default()
         });
-        let err = solve(&mut solver, &mut Linear { lambda: vec![20.0] }, &mut x, 0.0, 1.0).unwrap_err();
+        let err =
+            solve(&mut solver, &mut Linear { lambda: vec![20.0] }, &mut x, 0.0, 1.0).expect_err("must fail");
         assert!(matches!(err, Error::Numerical(_)), "{err}");
         assert!(!err.is_input());
         assert!(err.to_string().contains("max_steps"), "{err}");
@@ -488,7 +489,8 @@ mod tests {
         for (rtol, atol) in [(0.0, 1e-3), (-1.0, 1e-3), (1e-3, 0.0), (f64::NAN, 1e-3)] {
             let mut x = [1.0f32];
             let mut solver = Dopri5::<f32>::with_tolerances(rtol, atol);
-            let err = solve(&mut solver, &mut Linear { lambda: vec![1.0] }, &mut x, 0.0, 1.0).unwrap_err();
+            let err = solve(&mut solver, &mut Linear { lambda: vec![1.0] }, &mut x, 0.0, 1.0)
+                .expect_err("must fail");
             assert!(err.is_input(), "{err}");
         }
     }
@@ -513,7 +515,7 @@ mod tests {
             0.0,
             1.0,
         )
-        .unwrap_err();
+        .expect_err("must fail");
         assert!(matches!(err, Error::Numerical(_)), "{err}");
     }
 

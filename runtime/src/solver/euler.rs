@@ -141,7 +141,7 @@ mod tests {
             0.0,
             1.0,
         )
-        .unwrap_err();
+        .expect_err("must fail");
         assert!(err.is_input(), "{err}");
         assert!(err.to_string().contains("at least 1 step"));
     }

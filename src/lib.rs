@@ -1,4 +1,8 @@
 //! odelt: training, checkpoints and the command line. The only crate that links libtorch.
 
+pub mod checkpoint;
 pub mod cli;
+pub mod data;
 pub mod error;
+pub mod model;
+pub mod train;

@@ -1,9 +1,350 @@
-//! `odelt sample` (owned by the runtime work; see runtime/).
+//! `odelt sample`: draw images from exported engines with Euler or Dopri5 (DESIGN §8).
+//!
+//! Bad usage and input are `odelt_runtime::Error`s with `is_input()` (exit 2); failures while
+//! running are not (exit 1). Outputs are written through a temp file and a rename.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ndarray::{Array1, Array4};
+use odelt_runtime::{
+    Decoder, Dopri5Options, Error as RtError, GuidanceMode, Labels, Provider, Runtime, RuntimeOptions,
+    SampleRequest, SolverChoice,
+};
+
+/// The time integrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SolverKind {
+    /// Explicit Euler with --steps uniform steps.
+    Euler,
+    /// Adaptive Dormand–Prince 5(4) with --rtol/--atol.
+    Dopri5,
+}
 
 /// Sample arguments.
 #[derive(Debug, clap::Args)]
-pub struct SampleArgs {}
+#[command(group(clap::ArgGroup::new("engine_choice").required(true).args(["length", "budget_ms"])))]
+pub struct SampleArgs {
+    /// Export folder written by `odelt export` (manifest.json, model_l{l}.onnx, weights.bin).
+    #[arg(long, value_name = "DIR")]
+    pub engines: PathBuf,
+    /// Active blocks l: one of the exported lengths.
+    #[arg(long, value_name = "L")]
+    pub length: Option<u32>,
+    /// Time budget for the whole solve in milliseconds: picks the largest length (and, for
+    /// Euler without --steps, the most steps, a power of two ≤ T_max) whose calibrated time
+    /// fits. Needs latencies recorded by `odelt bench`.
+    #[arg(long, value_name = "MS")]
+    pub budget_ms: Option<f64>,
+    /// Time integrator: euler (needs --steps) or dopri5 (uses --rtol/--atol).
+    #[arg(long, value_enum)]
+    pub solver: SolverKind,
+    /// Euler steps T; a power of two ≤ T_max runs the model at shortcut level log2 T.
+    #[arg(long, value_name = "T")]
+    pub steps: Option<u32>,
+    /// Dopri5 relative tolerance (> 0) [default: 1e-5].
+    #[arg(long, value_name = "R")]
+    pub rtol: Option<f64>,
+    /// Dopri5 absolute tolerance (> 0) [default: 1e-5].
+    #[arg(long, value_name = "A")]
+    pub atol: Option<f64>,
+    /// Number of samples.
+    #[arg(long, value_name = "N")]
+    pub n: usize,
+    /// Noise seed. The noise is "odelt noise v1" (ChaCha8 keyed by the seed, Box–Muller), the
+    /// same for this command, the Rust API and the C ABI.
+    #[arg(long, value_name = "S", default_value_t = 0, conflicts_with = "noise")]
+    pub seed: u64,
+    /// Initial noise instead of a seed: float32 .npy of shape [N, C, H, W].
+    #[arg(long, value_name = "x0.npy")]
+    pub noise: Option<PathBuf>,
+    /// Class label for every sample (default: the null label, i.e. unconditional).
+    #[arg(long, value_name = "C", conflicts_with = "labels")]
+    pub class: Option<i64>,
+    /// One label per sample: int64 .npy of shape [N]; label num_classes is the null label.
+    #[arg(long, value_name = "y.npy")]
+    pub labels: Option<PathBuf>,
+    /// Classifier-free guidance scale w: v = v_u + w (v_c − v_u); w ≤ 1 means no guidance.
+    #[arg(long, value_name = "W", default_value_t = 1.0)]
+    pub cfg: f32,
+    /// Evaluate guidance's conditional and null halves in two engine calls of N rows (less
+    /// memory) instead of one call of 2N.
+    #[arg(long)]
+    pub cfg_separate: bool,
+    /// Write the samples as a near-square PNG grid ([-1, 1] → 0…255; 1 or 3 channels, after
+    /// --decoder when given).
+    #[arg(long, value_name = "grid.png")]
+    pub out: Option<PathBuf>,
+    /// Write the samples as float32 .npy [N, C, H, W] (the decoded images with --decoder).
+    #[arg(long, value_name = "x1.npy")]
+    pub npy: Option<PathBuf>,
+    /// Print one JSON line to stdout: length, solver, steps or rtol/atol, nfe, wall_ms (the
+    /// sampling call, engine loading included), engine_ms.
+    #[arg(long)]
+    pub json: bool,
+    /// ONNX Runtime intra-op threads per engine (0: ONNX Runtime's default).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// ONNX decoder for latent models, run on the samples before writing them: one input
+    /// (latents [N, C, H, W]) and one output (images [N, C', H', W'] in [-1, 1]).
+    #[arg(long, value_name = "decoder.onnx")]
+    pub decoder: Option<PathBuf>,
+    /// Execution provider: cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID]. A GPU
+    /// provider missing from the loaded ONNX Runtime is an error, never a silent CPU fallback.
+    #[arg(long, value_name = "P", default_value = "cpu")]
+    pub provider: String,
+    /// Largest batch per engine call; larger batches are split (0: no limit).
+    #[arg(long, value_name = "B", default_value_t = 0)]
+    pub max_batch: usize,
+    /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the scripts/setup.sh venv).
+    #[arg(long, value_name = "PATH")]
+    pub ort_library: Option<PathBuf>,
+}
 
-pub fn run(_args: SampleArgs) -> anyhow::Result<()> {
-    anyhow::bail!("odelt sample is not built yet")
+fn input(message: String) -> anyhow::Error {
+    RtError::InvalidArgument(message).into()
+}
+
+pub fn run(args: SampleArgs) -> anyhow::Result<()> {
+    check_flags(&args)?;
+    let mut options = RuntimeOptions::default()
+        .with_provider(Provider::parse(&args.provider)?)
+        .with_intra_threads(args.threads)
+        .with_max_batch(args.max_batch);
+    options.ort_library = args.ort_library.clone();
+    let rt = Runtime::open(&args.engines, options.clone())?;
+    let [c, h, w] = rt.image_shape();
+
+    let mut request = SampleRequest::new(args.n, SolverChoice::Euler { steps: 1 });
+    if let Some(path) = &args.noise {
+        let noise: Array4<f32> = read_npy(path, "float32 noise [N, C, H, W]")?;
+        if noise.shape() != [args.n, c, h, w] {
+            return Err(input(format!(
+                "{}: noise has shape {:?}, expected [{}, {c}, {h}, {w}] (--n {} and the model's image shape)",
+                path.display(),
+                noise.shape(),
+                args.n,
+                args.n
+            )));
+        }
+        request.noise = odelt_runtime::NoiseSource::Given(noise.iter().copied().collect());
+    } else {
+        request.noise = odelt_runtime::NoiseSource::Seed(args.seed);
+    }
+    request.labels = match (&args.labels, args.class) {
+        (Some(path), _) => {
+            let labels: Array1<i64> = read_npy(path, "int64 labels [N]")?;
+            Labels::PerSample(labels.to_vec())
+        }
+        (None, Some(class)) => Labels::Class(class),
+        (None, None) => Labels::Null,
+    };
+    let mode = if args.cfg_separate { GuidanceMode::Separate } else { GuidanceMode::Batched };
+    request = request.with_cfg(args.cfg, mode);
+
+    let mut budget_note = None;
+    let solver = match args.solver {
+        SolverKind::Euler => {
+            let (length, steps) = match args.budget_ms {
+                Some(budget) => {
+                    let guided = args.cfg > 1.0 && request.labels != Labels::Null && !args.cfg_separate;
+                    let rows = if guided { 2 * args.n } else { args.n };
+                    let pick = rt.pick_for_budget(budget, args.steps, rows)?;
+                    let note = format!(
+                        "budget {budget} ms: picked length {} with {} Euler step{} (predicted {:.2} ms at {rows} rows per evaluation)",
+                        pick.length,
+                        pick.steps,
+                        if pick.steps == 1 { "" } else { "s" },
+                        pick.predicted_ms
+                    );
+                    budget_note = Some((budget, pick.predicted_ms));
+                    eprintln!("{note}");
+                    (pick.length, pick.steps)
+                }
+                None => (args.length.expect("clap requires --length or --budget-ms"), args.steps.expect("checked")),
+            };
+            request.length = Some(length);
+            SolverChoice::Euler { steps }
+        }
+        SolverKind::Dopri5 => {
+            request.length = args.length;
+            SolverChoice::Dopri5(Dopri5Options {
+                rtol: args.rtol.unwrap_or(1e-5),
+                atol: args.atol.unwrap_or(1e-5),
+                ..Default::default()
+            })
+        }
+    };
+    request.solver = solver;
+
+    let samples = rt.sample(&request)?;
+    let (data, shape) = match &args.decoder {
+        Some(path) => {
+            let decoder = Decoder::open(path, &options)?;
+            let images = decoder.decode(&samples.data, samples.shape)?;
+            (images.data, images.shape)
+        }
+        None => (samples.data.clone(), samples.shape),
+    };
+    // Check the image layout before writing anything.
+    if args.out.is_some() && !matches!(shape[1], 1 | 3) {
+        return Err(input(format!(
+            "--out needs 1 or 3 channels, the samples have {} (a latent model? pass --decoder decoder.onnx)",
+            shape[1]
+        )));
+    }
+    if let Some(path) = &args.npy {
+        let array = Array4::from_shape_vec(shape, data.clone()).context("samples have the wrong length")?;
+        let mut bytes = Vec::new();
+        ndarray_npy::WriteNpyExt::write_npy(&array, &mut bytes).context("encoding .npy")?;
+        write_atomic(path, &bytes)?;
+    }
+    if let Some(path) = &args.out {
+        write_atomic(path, &png_grid(&data, shape)?)?;
+    }
+
+    let wall_ms = samples.wall.as_secs_f64() * 1e3;
+    let engine_ms = samples.stats.engine.as_secs_f64() * 1e3;
+    let solver_name = request.solver.name();
+    if args.json {
+        let mut line = serde_json::json!({
+            "length": samples.length,
+            "solver": solver_name,
+            "n": args.n,
+            "nfe": samples.stats.nfe,
+            "wall_ms": wall_ms,
+            "engine_ms": engine_ms,
+        });
+        match &request.solver {
+            SolverChoice::Euler { steps } => line["steps"] = (*steps).into(),
+            SolverChoice::Dopri5(o) => {
+                line["rtol"] = o.rtol.into();
+                line["atol"] = o.atol.into();
+                line["accepted_steps"] = samples.stats.accepted_steps.into();
+                line["rejected_steps"] = samples.stats.rejected_steps.into();
+            }
+        }
+        if let Some((budget, predicted)) = budget_note {
+            line["budget_ms"] = budget.into();
+            line["predicted_ms"] = predicted.into();
+        }
+        println!("{line}");
+    } else {
+        let what = match &request.solver {
+            SolverChoice::Euler { steps } => format!("euler, {steps} steps"),
+            SolverChoice::Dopri5(o) => format!(
+                "dopri5, rtol {:e} atol {:e}, {} accepted / {} rejected steps",
+                o.rtol, o.atol, samples.stats.accepted_steps, samples.stats.rejected_steps
+            ),
+        };
+        println!(
+            "{} samples, length {}, {what}: {} evaluations in {wall_ms:.1} ms ({engine_ms:.1} ms in the engine)",
+            args.n, samples.length, samples.stats.nfe
+        );
+    }
+    std::io::stdout().flush().ok();
+    Ok(())
+}
+
+/// Flag combinations clap cannot express.
+fn check_flags(args: &SampleArgs) -> anyhow::Result<()> {
+    match args.solver {
+        SolverKind::Euler => {
+            if args.rtol.is_some() || args.atol.is_some() {
+                return Err(input("--rtol/--atol apply to --solver dopri5, not euler".into()));
+            }
+            if args.steps.is_none() && args.budget_ms.is_none() {
+                return Err(input("--solver euler needs --steps T (or --budget-ms to choose them)".into()));
+            }
+        }
+        SolverKind::Dopri5 => {
+            if args.steps.is_some() {
+                return Err(input("--steps applies to --solver euler; dopri5 chooses its steps from --rtol/--atol".into()));
+            }
+            if args.budget_ms.is_some() {
+                return Err(input(
+                    "--budget-ms needs --solver euler: dopri5's number of evaluations is not known in advance".into(),
+                ));
+            }
+        }
+    }
+    if args.n == 0 {
+        return Err(input("--n must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn read_npy<A: ndarray_npy::ReadableElement, D: ndarray::Dimension>(
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<ndarray::Array<A, D>> {
+    let file = std::fs::File::open(path)
+        .map_err(|source| RtError::Io { path: path.display().to_string(), source })?;
+    ndarray_npy::ReadNpyExt::read_npy(std::io::BufReader::new(file))
+        .map_err(|e| input(format!("{}: not a {what} .npy file: {e}", path.display())))
+}
+
+/// Writes through a hidden sibling temp file and a rename: a failed run leaves no partial file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path.file_name().ok_or_else(|| input(format!("{}: not a file name", path.display())))?;
+    let tmp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(source) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(RtError::Io { path: path.display().to_string(), source }.into());
+    }
+    Ok(())
+}
+
+/// [N, C, H, W] in [-1, 1] → a PNG of a near-square grid (⌈√N⌉ columns, 2-pixel gaps).
+fn png_grid(data: &[f32], shape: [usize; 4]) -> anyhow::Result<Vec<u8>> {
+    let [n, c, h, w] = shape;
+    const GAP: usize = 2;
+    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
+    let rows = n.div_ceil(cols);
+    let (width, height) = (cols * w + (cols - 1) * GAP, rows * h + (rows - 1) * GAP);
+    let mut pixels = vec![0u8; width * height * c];
+    for i in 0..n {
+        let (gy, gx) = ((i / cols) * (h + GAP), (i % cols) * (w + GAP));
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let v = data[((i * c + ch) * h + y) * w + x];
+                    let byte = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
+                    pixels[((gy + y) * width + gx + x) * c + ch] = byte;
+                }
+            }
+        }
+    }
+    let color = if c == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
+    let mut bytes = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut bytes),
+        &pixels,
+        width as u32,
+        height as u32,
+        color,
+    )
+    .context("encoding PNG")?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_is_near_square_and_scaled() {
+        let data = vec![-1.0, 1.0, 0.0, 2.0, -3.0];
+        let png = png_grid(&data[..5], [5, 1, 1, 1]).expect("png");
+        let img = image::load_from_memory(&png).expect("decode").to_luma8();
+        // 5 images of 1×1: 3 columns, 2 rows, 2-pixel gaps.
+        assert_eq!((img.width(), img.height()), (7, 4));
+        assert_eq!(img.get_pixel(0, 0).0[0], 0);
+        assert_eq!(img.get_pixel(3, 0).0[0], 255);
+        assert_eq!(img.get_pixel(6, 0).0[0], 128);
+        assert_eq!(img.get_pixel(0, 3).0[0], 255, "clamped");
+        assert_eq!(img.get_pixel(3, 3).0[0], 0, "clamped");
+    }
 }

@@ -1,0 +1,65 @@
+//! Fashion-MNIST's IDX files (gzip): big-endian magic, dimension sizes, then u8 data.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use tch::Tensor;
+
+use super::{from_bytes, Dataset, Split};
+use crate::bad_input;
+
+pub fn load_fashion_mnist(dir: &Path, split: Split) -> Result<Dataset> {
+    let prefix = match split {
+        Split::Train => "train",
+        Split::Test => "t10k",
+    };
+    let (image_dims, pixels) = read_idx(&dir.join(format!("{prefix}-images-idx3-ubyte.gz")))?;
+    let (label_dims, labels) = read_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte.gz")))?;
+    if image_dims.len() != 3 || label_dims.len() != 1 || image_dims[0] != label_dims[0] {
+        return Err(bad_input!(
+            "{}: image dims {image_dims:?} and label dims {label_dims:?} do not match",
+            dir.display()
+        ));
+    }
+    let n = image_dims[0] as i64;
+    let images = from_bytes(&pixels, [n, 1, image_dims[1] as i64, image_dims[2] as i64]);
+    let labels = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+    Ok(Dataset { images, labels })
+}
+
+/// Returns the dimension sizes and the u8 payload of a gzipped IDX file.
+fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        bad_input!(
+            "cannot read {}: {e}; install Fashion-MNIST with scripts/setup.sh (Debian package \
+             dataset-fashion-mnist) or set ODELT_FASHION_MNIST to its folder",
+            path.display()
+        )
+    })?;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad_input!("{}: not a readable gzip IDX file: {e}", path.display()))?;
+    parse_idx(&bytes).with_context(|| format!("{}: corrupt IDX file", path.display()))
+}
+
+fn parse_idx(bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
+    let corrupt = || bad_input!("truncated or not an unsigned-byte IDX file");
+    let header = bytes.get(..4).ok_or_else(corrupt)?;
+    if header[..3] != [0, 0, 0x08] {
+        return Err(corrupt());
+    }
+    let ndim = header[3] as usize;
+    let dims: Vec<usize> = (0..ndim)
+        .map(|i| {
+            let b = bytes.get(4 + 4 * i..8 + 4 * i).ok_or_else(corrupt)?;
+            Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        })
+        .collect::<Result<_>>()?;
+    let data = &bytes[4 + 4 * ndim..];
+    if data.len() != dims.iter().product::<usize>() {
+        return Err(corrupt());
+    }
+    Ok((dims, data.to_vec()))
+}

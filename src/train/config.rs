@@ -1,0 +1,157 @@
+//! Training hyper-parameters (DESIGN §4), stored under `"train"` in a checkpoint's config.json.
+
+use serde::{Deserialize, Serialize};
+
+/// Which objective to train: the paper's method or one of its baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Flow matching + time consistency + length consistency, lengths sampled per sample.
+    Odelt,
+    /// Shortcut model: flow matching + time consistency at full length only.
+    Shortcut,
+    /// Plain rectified flow at full length.
+    Flow,
+}
+
+/// Every field has a default, so a config.json may leave any out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub objective: Objective,
+    pub batch_size: usize,
+    /// Peak learning rate after warm-up.
+    pub lr: f64,
+    /// Learning rate at the end of the cosine decay over the last 10% of steps.
+    pub lr_min: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    pub warmup_steps: u64,
+    /// EMA rate of θ⁻, the network every non-data target comes from.
+    pub ema_decay: f64,
+    /// Probability that a flow-matching label becomes the null label (for CFG).
+    pub class_dropout: f64,
+    /// Share of each batch trained for time consistency (the first B/8).
+    pub tc_fraction: f64,
+    /// Share of each batch trained for length consistency (the last B·K).
+    pub lc_fraction: f64,
+    /// Draw flow-matching t on the T_max grid instead of U(0, 1).
+    pub t_on_grid: bool,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            objective: Objective::Odelt,
+            batch_size: 64,
+            lr: 1e-4,
+            lr_min: 1e-5,
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: 0.1,
+            warmup_steps: 1000,
+            ema_decay: 0.999,
+            class_dropout: 0.1,
+            tc_fraction: 0.125,
+            lc_fraction: 0.125,
+            t_on_grid: false,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Learning rate at `step` (0-based) of `total`: linear warm-up, constant until 90% of the
+    /// steps, then cosine decay to `lr_min`.
+    /// Peak learning rate for a model of `hidden` width: DESIGN's 1e-4 at DiT-B width (768),
+    /// scaled as 1/width (the μP rule for Adam) up to 1e-3, so small models train in few steps.
+    pub fn default_lr(hidden: u32) -> f64 {
+        (1e-4 * 768.0 / hidden as f64).clamp(1e-4, 1e-3)
+    }
+
+    /// Warm-up is capped at 10% of the run, so short runs still train at the peak rate.
+    pub fn lr_at(&self, step: u64, total: u64) -> f64 {
+        let warmup = self.warmup_steps.min(total / 10);
+        if step < warmup {
+            return self.lr * (step + 1) as f64 / warmup as f64;
+        }
+        let decay_start = (total as f64 * 0.9).floor() as u64;
+        if step < decay_start || total <= decay_start {
+            return self.lr;
+        }
+        let progress = (step - decay_start) as f64 / (total - decay_start) as f64;
+        self.lr_min + 0.5 * (self.lr - self.lr_min) * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+
+    /// (time-consistency samples, length-consistency samples) of a batch of `b`.
+    pub fn split(&self, b: usize) -> (usize, usize) {
+        let count = |fraction: f64| ((b as f64 * fraction).round() as usize).min(b);
+        match self.objective {
+            Objective::Odelt => {
+                let tc = count(self.tc_fraction);
+                (tc, count(self.lc_fraction).min(b - tc))
+            }
+            Objective::Shortcut => (count(self.tc_fraction), 0),
+            Objective::Flow => (0, 0),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let unit = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} must be in [0, 1], not {v}"))
+            }
+        };
+        if self.batch_size == 0 {
+            return Err("batch size must be at least 1".into());
+        }
+        if !(self.lr > 0.0) || !(self.lr_min >= 0.0) {
+            return Err(format!("learning rates must be positive (lr {}, lr_min {})", self.lr, self.lr_min));
+        }
+        unit("class_dropout", self.class_dropout)?;
+        unit("tc_fraction", self.tc_fraction)?;
+        unit("lc_fraction", self.lc_fraction)?;
+        unit("ema_decay", self.ema_decay)?;
+        unit("beta1", self.beta1)?;
+        unit("beta2", self.beta2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_holds_and_decays() {
+        let c = TrainConfig { warmup_steps: 10, ..Default::default() };
+        assert_eq!(TrainConfig::default().lr_at(0, 40), 1e-4 / 4.0);
+        assert!((c.lr_at(0, 100) - 1e-5).abs() < 1e-12);
+        assert!((c.lr_at(9, 100) - 1e-4).abs() < 1e-12);
+        assert_eq!(c.lr_at(50, 100), 1e-4);
+        assert_eq!(c.lr_at(90, 100), 1e-4);
+        assert!((c.lr_at(95, 100) - (1e-5 + 0.5 * 9e-5)).abs() < 1e-12);
+        assert!(c.lr_at(99, 100) < 1.1e-5);
+    }
+
+    #[test]
+    fn default_lr_scales_with_width() {
+        assert_eq!(TrainConfig::default_lr(768), 1e-4);
+        assert_eq!(TrainConfig::default_lr(1152), 1e-4);
+        assert!((TrainConfig::default_lr(128) - 6e-4).abs() < 1e-12);
+        assert_eq!(TrainConfig::default_lr(32), 1e-3);
+    }
+
+    #[test]
+    fn batch_split_follows_objective() {
+        let mut c = TrainConfig::default();
+        assert_eq!(c.split(64), (8, 8));
+        c.objective = Objective::Shortcut;
+        assert_eq!(c.split(64), (8, 0));
+        c.objective = Objective::Flow;
+        assert_eq!(c.split(64), (0, 0));
+    }
+}

@@ -107,6 +107,9 @@ impl Checkpoint {
             }
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
+                // One bulk copy (the bytes need not be 4-aligned) instead of a conversion per
+                // element, which debug builds make slow.
+                Dtype::F32 if cfg!(target_endian = "little") => bytemuck::pod_collect_to_vec(raw),
                 Dtype::F32 => raw
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

@@ -320,10 +320,14 @@ pub(crate) fn session_builder(
     };
     if !providers.is_empty() {
         builder = builder.with_execution_providers(providers).map_err(|e| {
+            let name = match options.provider {
+                Provider::Cpu => "CPU",
+                Provider::Cuda { .. } => "CUDA",
+                Provider::TensorRt { .. } => "TensorRT",
+            };
             Error::Provider(format!(
-                "execution provider {} is not available in the loaded ONNX Runtime ({e}); \
-                 install onnxruntime-gpu (and tensorrt-cu12-libs for TensorRT) or use the CPU",
-                options.provider.backend()
+                "the {name} execution provider is not available in the loaded ONNX Runtime ({e}); \
+                 install onnxruntime-gpu (and tensorrt-cu12-libs for TensorRT) or use --provider cpu"
             ))
         })?;
     }

@@ -469,9 +469,10 @@ impl Runtime {
         let s = steps.unwrap_or(1);
         invalid!(
             "budget {budget_ms} ms is too small: the cheapest choice (length {length}, {s} step{}) is predicted \
-             to take {:.3} ms at {rows} rows per evaluation",
+             to take {:.3} ms at {rows} row{} per evaluation",
             if s == 1 { "" } else { "s" },
-            s as f64 * eval_ms
+            s as f64 * eval_ms,
+            if rows == 1 { "" } else { "s" }
         )
     }
 }

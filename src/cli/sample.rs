@@ -22,7 +22,7 @@ pub enum SolverKind {
     Dopri5,
 }
 
-/// Sample arguments.
+/// Sample images from exported engines with Euler or Dopri5.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("engine_choice").required(true).args(["length", "budget_ms"])))]
 pub struct SampleArgs {
@@ -140,7 +140,11 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         (None, Some(class)) => Labels::Class(class),
         (None, None) => Labels::Null,
     };
-    let mode = if args.cfg_separate { GuidanceMode::Separate } else { GuidanceMode::Batched };
+    let mode = if args.cfg_separate {
+        GuidanceMode::Separate
+    } else {
+        GuidanceMode::Batched
+    };
     request = request.with_cfg(args.cfg, mode);
 
     let mut budget_note = None;
@@ -152,17 +156,21 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
                     let rows = if guided { 2 * args.n } else { args.n };
                     let pick = rt.pick_for_budget(budget, args.steps, rows)?;
                     let note = format!(
-                        "budget {budget} ms: picked length {} with {} Euler step{} (predicted {:.2} ms at {rows} rows per evaluation)",
+                        "budget {budget} ms: picked length {} with {} Euler step{} (predicted {:.2} ms at {rows} row{} per evaluation)",
                         pick.length,
                         pick.steps,
                         if pick.steps == 1 { "" } else { "s" },
-                        pick.predicted_ms
+                        pick.predicted_ms,
+                        if rows == 1 { "" } else { "s" }
                     );
                     budget_note = Some((budget, pick.predicted_ms));
                     eprintln!("{note}");
                     (pick.length, pick.steps)
                 }
-                None => (args.length.expect("clap requires --length or --budget-ms"), args.steps.expect("checked")),
+                None => (
+                    args.length.expect("clap requires --length or --budget-ms"),
+                    args.steps.expect("checked"),
+                ),
             };
             request.length = Some(length);
             SolverChoice::Euler { steps }
@@ -255,12 +263,16 @@ fn check_flags(args: &SampleArgs) -> anyhow::Result<()> {
                 return Err(input("--rtol/--atol apply to --solver dopri5, not euler".into()));
             }
             if args.steps.is_none() && args.budget_ms.is_none() {
-                return Err(input("--solver euler needs --steps T (or --budget-ms to choose them)".into()));
+                return Err(input(
+                    "--solver euler needs --steps T (or --budget-ms to choose them)".into(),
+                ));
             }
         }
         SolverKind::Dopri5 => {
             if args.steps.is_some() {
-                return Err(input("--steps applies to --solver euler; dopri5 chooses its steps from --rtol/--atol".into()));
+                return Err(input(
+                    "--steps applies to --solver euler; dopri5 chooses its steps from --rtol/--atol".into(),
+                ));
             }
             if args.budget_ms.is_some() {
                 return Err(input(
@@ -279,20 +291,28 @@ fn read_npy<A: ndarray_npy::ReadableElement, D: ndarray::Dimension>(
     path: &Path,
     what: &str,
 ) -> anyhow::Result<ndarray::Array<A, D>> {
-    let file = std::fs::File::open(path)
-        .map_err(|source| RtError::Io { path: path.display().to_string(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| RtError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     ndarray_npy::ReadNpyExt::read_npy(std::io::BufReader::new(file))
         .map_err(|e| input(format!("{}: not a {what} .npy file: {e}", path.display())))
 }
 
 /// Writes through a hidden sibling temp file and a rename: a failed run leaves no partial file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path.file_name().ok_or_else(|| input(format!("{}: not a file name", path.display())))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| input(format!("{}: not a file name", path.display())))?;
     let tmp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
     let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(source) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(RtError::Io { path: path.display().to_string(), source }.into());
+        return Err(RtError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+        .into());
     }
     Ok(())
 }
@@ -317,7 +337,11 @@ fn png_grid(data: &[f32], shape: [usize; 4]) -> anyhow::Result<Vec<u8>> {
             }
         }
     }
-    let color = if c == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
+    let color = if c == 1 {
+        image::ExtendedColorType::L8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
     let mut bytes = Vec::new();
     image::ImageEncoder::write_image(
         image::codecs::png::PngEncoder::new(&mut bytes),
@@ -336,7 +360,7 @@ mod tests {
 
     #[test]
     fn grid_is_near_square_and_scaled() {
-        let data = vec![-1.0, 1.0, 0.0, 2.0, -3.0];
+        let data = [-1.0, 1.0, 0.0, 2.0, -3.0];
         let png = png_grid(&data[..5], [5, 1, 1, 1]).expect("png");
         let img = image::load_from_memory(&png).expect("decode").to_luma8();
         // 5 images of 1×1: 3 columns, 2 rows, 2-pixel gaps.

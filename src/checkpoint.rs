@@ -83,8 +83,8 @@ impl NamedTensors {
 /// unexpected one or a shape mismatch is an error naming it.
 pub fn load_weights(vs: &nn::VarStore, path: &Path) -> Result<()> {
     let file = NamedTensors::read(path)?;
-    let mut vars = vs.variables();
-    if let Some(extra) = file.names().find(|n| !vars.contains_key(*n)) {
+    let mut vars = named_variables(vs);
+    if let Some(extra) = file.names().find(|n| !vars.iter().any(|(name, _)| name == *n)) {
         return Err(bad_input!("{}: unexpected tensor '{extra}' for this model config", path.display()));
     }
     tch::no_grad(|| -> Result<()> {

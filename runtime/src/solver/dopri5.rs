@@ -92,6 +92,20 @@ pub struct Dopri5<T = f32> {
     next: Vec<T>,
 }
 
+/// `out = x + h Σ_j a_j k_j`, summed in f64. `M` is known at compile time, so the inner sum
+/// unrolls and the loop vectorises.
+fn combine<T: Real, const M: usize>(out: &mut [T], x: &[T], h: f64, a: [f64; M], k: [&Vec<T>; M]) {
+    let n = x.len();
+    let k = k.map(|k| &k[..n]);
+    for (i, (o, x)) in out[..n].iter_mut().zip(x).enumerate() {
+        let mut sum = 0.0f64;
+        for j in 0..M {
+            sum += a[j] * k[j][i].to_f64();
+        }
+        *o = T::from_f64(x.to_f64() + h * sum);
+    }
+}
+
 impl<T: Real> Dopri5<T> {
     pub fn new(options: Dopri5Options) -> Self {
         Self {
@@ -120,34 +134,38 @@ impl<T: Real> Dopri5<T> {
     fn step(&mut self, field: &mut dyn VectorField<T>, t: f64, h: f64, x: &[T]) -> Result<f64> {
         let [k1, k2, k3, k4, k5, k6, k7] = &mut self.k;
         let stage = &mut self.stage;
-        let combine = |stage: &mut Vec<T>, terms: &[(f64, &Vec<T>)]| {
-            for (i, (s, x)) in stage.iter_mut().zip(x).enumerate() {
-                let sum: f64 = terms.iter().map(|(a, k)| a * k[i].to_f64()).sum();
-                *s = T::from_f64(x.to_f64() + h * sum);
-            }
-        };
-        combine(stage, &[(A21, &*k1)]);
+        combine(stage, x, h, [A21], [k1]);
         field.eval(t + C2 * h, stage, k2)?;
-        combine(stage, &[(A31, &*k1), (A32, &*k2)]);
+        combine(stage, x, h, [A31, A32], [k1, k2]);
         field.eval(t + C3 * h, stage, k3)?;
-        combine(stage, &[(A41, &*k1), (A42, &*k2), (A43, &*k3)]);
+        combine(stage, x, h, [A41, A42, A43], [k1, k2, k3]);
         field.eval(t + C4 * h, stage, k4)?;
-        combine(stage, &[(A51, &*k1), (A52, &*k2), (A53, &*k3), (A54, &*k4)]);
+        combine(stage, x, h, [A51, A52, A53, A54], [k1, k2, k3, k4]);
         field.eval(t + C5 * h, stage, k5)?;
-        combine(
-            stage,
-            &[(A61, &*k1), (A62, &*k2), (A63, &*k3), (A64, &*k4), (A65, &*k5)],
-        );
+        combine(stage, x, h, [A61, A62, A63, A64, A65], [k1, k2, k3, k4, k5]);
         field.eval(t + h, stage, k6)?;
         combine(
             &mut self.next,
-            &[(A71, &*k1), (A73, &*k3), (A74, &*k4), (A75, &*k5), (A76, &*k6)],
+            x,
+            h,
+            [A71, A73, A74, A75, A76],
+            [k1, k3, k4, k5, k6],
         );
         field.eval(t + h, &self.next, k7)?;
 
         let (atol, rtol) = (self.options.atol, self.options.rtol);
+        let n = x.len();
+        let (k1, k3, k4, k5, k6, k7, next) = (
+            &k1[..n],
+            &k3[..n],
+            &k4[..n],
+            &k5[..n],
+            &k6[..n],
+            &k7[..n],
+            &self.next[..n],
+        );
         let mut sum = 0.0f64;
-        for i in 0..x.len() {
+        for i in 0..n {
             let e = h
                 * (E1 * k1[i].to_f64()
                     + E3 * k3[i].to_f64()
@@ -155,10 +173,10 @@ impl<T: Real> Dopri5<T> {
                     + E5 * k5[i].to_f64()
                     + E6 * k6[i].to_f64()
                     + E7 * k7[i].to_f64());
-            let sc = atol + rtol * x[i].to_f64().abs().max(self.next[i].to_f64().abs());
+            let sc = atol + rtol * x[i].to_f64().abs().max(next[i].to_f64().abs());
             sum += (e / sc) * (e / sc);
         }
-        Ok((sum / x.len().max(1) as f64).sqrt())
+        Ok((sum / n.max(1) as f64).sqrt())
     }
 
     /// Hairer's HINIT with RMS norms; `k[0]` holds f(t0, x). Costs one evaluation.

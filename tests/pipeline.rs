@@ -1,0 +1,107 @@
+//! Across the crates: a tch model exported to ONNX matches itself in ONNX Runtime, and
+//! `odelt train → export → sample` works from the command line.
+
+use std::path::Path;
+use std::process::Command;
+
+use odelt::checkpoint::named_variables;
+use odelt::model::{Dit, Lengths};
+use odelt_export::ExportOptions;
+use odelt_runtime::{ModelConfig, Runtime, RuntimeOptions};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Writes a checkpoint of a model whose every weight is random (nothing hides behind
+/// adaLN-Zero) and returns the model.
+fn random_checkpoint(config: &ModelConfig, dir: &Path) -> (nn::VarStore, Dit) {
+    tch::manual_seed(11);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Dit::new(&vs.root(), config);
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            if name != "pos_embed" {
+                t.copy_(&(t.randn_like() * 0.2));
+            }
+        }
+    });
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let meta = serde_json::json!({"format_version": 1, "step": 7, "model": config});
+    std::fs::write(dir.join("config.json"), meta.to_string()).expect("config");
+    Tensor::write_safetensors(&named_variables(&vs), dir.join("model.safetensors")).expect("weights");
+    (vs, model)
+}
+
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(&t.flatten(0, -1)).expect("tensor data")
+}
+
+#[test]
+fn onnx_runtime_matches_tch_for_every_length() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Three lengths with groups of two, and a model with several heads and tokens.
+    let mut config = ModelConfig::tiny();
+    config.depth = 6;
+    let (_vs, model) = random_checkpoint(&config, &dir.path().join("ckpt"));
+    let out = dir.path().join("engines");
+    let manifest = odelt_export::export(&dir.path().join("ckpt"), &out, &ExportOptions::default()).expect("export");
+    assert_eq!(manifest.lengths.iter().map(|e| e.length).collect::<Vec<_>>(), vec![2, 4, 6]);
+    assert_eq!(manifest.source.step, 7);
+    let rt = Runtime::open(&out, RuntimeOptions::default()).expect("runtime");
+    tch::manual_seed(5);
+    for batch in [1i64, 3] {
+        let x = Tensor::randn([batch, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let t = Tensor::rand([batch], (Kind::Float, Device::Cpu));
+        for level in [2.0f32, 7.0] {
+            let k = Tensor::full([batch], level as f64, (Kind::Float, Device::Cpu));
+            // The null label (4) and real ones.
+            let labels = &[4i64, 0, 3][..batch as usize];
+            let y = Tensor::from_slice(labels);
+            for l in [2u32, 4, 6] {
+                let want = tch::no_grad(|| model.forward(&x, &t, &k, &y, Lengths::Uniform(l)));
+                let mut got = vec![0f32; want.numel()];
+                rt.engine(l)
+                    .expect("engine")
+                    .run(&to_vec(&x), &to_vec(&t), &to_vec(&k), labels, &mut got)
+                    .expect("run");
+                let want = to_vec(&want);
+                let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let err = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(scale > 1e-2, "degenerate output");
+                assert!(err <= 1e-5 * scale, "l={l} batch={batch} k={level}: err {err} vs max|v| {scale}");
+            }
+        }
+    }
+}
+
+fn odelt(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_odelt")).args(args).output().expect("run odelt")
+}
+
+fn ok(o: std::process::Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn train_export_sample_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
+    ok(odelt(&["train", "--data", "synthetic", "--model", "tiny", "--steps", "20", "--out", &p("ckpt")]));
+    ok(odelt(&["export", "--checkpoint", &p("ckpt"), "--lengths", "2,4", "--out", &p("engines")]));
+    for f in ["model_l2.onnx", "model_l4.onnx", "weights.bin", "manifest.json"] {
+        assert!(dir.path().join("engines").join(f).is_file(), "{f}");
+    }
+    let json = ok(odelt(&[
+        "sample", "--engines", &p("engines"), "--length", "4", "--solver", "dopri5", "--rtol", "1e-3", "--atol",
+        "1e-3", "--n", "16", "--seed", "0", "--out", &p("grid.png"), "--json",
+    ]));
+    let line: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
+    assert_eq!(line["length"], 4);
+    assert_eq!(line["solver"], "dopri5");
+    assert!(line["nfe"].as_u64().expect("nfe") >= 6);
+    let grid = image::open(p("grid.png")).expect("png");
+    // 16 samples: a 4×4 grid of 8×8 images.
+    assert!(grid.width() >= 32 && grid.height() >= 32 && grid.width() == grid.height(), "{grid:?}");
+    // Bad input: a length that was not exported.
+    let o = odelt(&["sample", "--engines", &p("engines"), "--length", "3", "--solver", "euler", "--steps", "4", "--n", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}

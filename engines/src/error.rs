@@ -1,11 +1,43 @@
 use thiserror::Error;
 
+/// Errors of the engine builder and the latency benchmark. `is_input` tells bad input
+/// (exit 2) from run-time failure (exit 1).
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
     Runtime(#[from] odelt_runtime::Error),
     #[error("{0}")]
     InvalidArgument(String),
+    /// The backend's execution provider is not in the loaded ONNX Runtime library. A run-time
+    /// failure (exit 1): the command was right, this machine lacks the provider.
+    #[error(
+        "the {provider} execution provider is not available in the loaded ONNX Runtime ({library}): \
+         {detail}; install it with `pip install onnxruntime-gpu==1.31.1{extra}` (PyPI) on a machine with an \
+         NVIDIA GPU and point ORT_DYLIB_PATH at that package's libonnxruntime.so"
+    )]
+    ProviderMissing {
+        provider: &'static str,
+        library: String,
+        detail: String,
+        /// Extra packages to install, e.g. " tensorrt-cu12-libs".
+        extra: &'static str,
+    },
+    /// A graph ONNX Runtime or the protobuf parser rejects.
+    #[error("{path}: {message}")]
+    Model { path: String, message: String },
+    /// Building an engine failed.
+    #[error("length {length}: building the {backend} engine failed: {message}")]
+    Build {
+        length: u32,
+        backend: &'static str,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -13,9 +45,25 @@ impl Error {
     pub fn is_input(&self) -> bool {
         match self {
             Error::Runtime(e) => e.is_input(),
-            Error::InvalidArgument(_) => true,
+            Error::InvalidArgument(_) | Error::Model { .. } => true,
+            Error::ProviderMissing { .. } | Error::Build { .. } | Error::Io { .. } => false,
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.display().to_string(),
+            source,
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for `Err(Error::InvalidArgument(format!(…)))`.
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        Err($crate::error::Error::InvalidArgument(format!($($arg)*)))
+    };
+}
+pub(crate) use invalid;

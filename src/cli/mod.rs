@@ -1,5 +1,7 @@
 //! `odelt …`: one module per subcommand, each with its clap `Args` and a `run`.
 
+pub mod bench;
+pub mod engines;
 pub mod export;
 pub mod sample;
 pub mod train;
@@ -28,6 +30,10 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Sample images from exported engines with Euler or Dopri5.
     Sample(sample::SampleArgs),
+    /// Build backend engines (ort-cpu, ort-cuda, tensorrt) for an export folder.
+    Engines(engines::EnginesArgs),
+    /// Measure engine latency per length and batch; records calibration in the manifest.
+    Bench(bench::BenchArgs),
 }
 
 impl Command {
@@ -36,6 +42,8 @@ impl Command {
             Command::Train(args) => train::run(args),
             Command::Export(args) => export::run(args),
             Command::Sample(args) => sample::run(args),
+            Command::Engines(args) => engines::run(args),
+            Command::Bench(args) => bench::run(args),
         }
     }
 }

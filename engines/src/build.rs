@@ -1,0 +1,414 @@
+//! Building engines for every exported length and recording them in the manifest.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use odelt_runtime::manifest::{EngineEntry, LengthEntry, Manifest};
+use odelt_runtime::{ortlib, ModelConfig};
+use ort::environment::Environment;
+use ort::ep::ExecutionProviderDispatch;
+use ort::logging::LogLevel;
+use ort::session::builder::SessionBuilder;
+use ort::session::Session;
+use serde_json::json;
+
+use crate::backend::{Backend, CpuLevel};
+use crate::error::{invalid, Error, Result};
+use crate::relink::relink;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub backend: Backend,
+    /// Matrix products in float16 (TensorRT: `trt_fp16_enable`). ONNX Runtime's CPU and CUDA
+    /// providers run the graph's own precision: export with `--fp16` for fp16 there.
+    pub fp16: bool,
+    /// Batch sizes the engine will run (TensorRT optimization profile: min, opt = the
+    /// largest, max).
+    pub batches: Vec<u32>,
+    /// Classifier-free guidance batches its two halves: the profile covers 2× each batch.
+    pub cfg: bool,
+    /// ONNX Runtime intra-op threads for the build session (0: ONNX Runtime's choice).
+    pub threads: usize,
+    /// GPU for ort-cuda and tensorrt.
+    pub device_id: i32,
+    /// Optimization level of ort-cpu / ort-cuda models.
+    pub level: CpuLevel,
+    /// TensorRT: capture CUDA graphs (needs one fixed batch size).
+    pub cuda_graph: bool,
+    /// TensorRT: weight-stripped engines, refitted from the ONNX weights at load time.
+    pub weight_stripped: bool,
+    /// TensorRT: ONNX Runtime's verbose log and TensorRT's detailed build log on stderr.
+    pub verbose: bool,
+    /// Lengths to build; `None` builds every exported length.
+    pub lengths: Option<Vec<u32>>,
+    /// The ONNX Runtime library (default: the runtime's search).
+    pub ort_library: Option<PathBuf>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            backend: Backend::OrtCpu,
+            fp16: false,
+            batches: vec![1],
+            cfg: false,
+            threads: 0,
+            device_id: 0,
+            level: CpuLevel::Extended,
+            cuda_graph: false,
+            weight_stripped: false,
+            verbose: false,
+            lengths: None,
+            ort_library: None,
+        }
+    }
+}
+
+/// Progress of [`build`].
+#[derive(Debug, Clone)]
+pub enum BuildEvent {
+    /// The provider is available; these lengths will be built.
+    Started { lengths: Vec<u32> },
+    /// Building one length.
+    Building { length: u32 },
+    /// One length is built and recorded in the manifest.
+    Built(BuiltEngine),
+}
+
+/// One built engine.
+#[derive(Debug, Clone)]
+pub struct BuiltEngine {
+    pub length: u32,
+    pub entry: EngineEntry,
+}
+
+impl BuildOptions {
+    fn check(&self, manifest: &Manifest) -> Result<()> {
+        if self.batches.is_empty() || self.batches.contains(&0) {
+            return invalid!("--batch needs positive batch sizes (got {:?})", self.batches);
+        }
+        match self.backend {
+            Backend::OrtCpu | Backend::OrtCuda => {
+                if self.fp16 && manifest.precision != "fp16" {
+                    return invalid!(
+                        "--fp16 with {}: ONNX Runtime's {} provider runs the graph's own precision \
+                         (this export is {}); export with `odelt export --fp16` instead",
+                        self.backend,
+                        if self.backend == Backend::OrtCpu {
+                            "CPU"
+                        } else {
+                            "CUDA"
+                        },
+                        manifest.precision
+                    );
+                }
+                if self.cuda_graph || self.weight_stripped {
+                    return invalid!(
+                        "--cuda-graph and --weight-stripped are TensorRT options (--backend tensorrt)"
+                    );
+                }
+            }
+            Backend::TensorRt => {
+                let mut distinct = self.batches.clone();
+                distinct.dedup();
+                if self.cuda_graph && distinct.len() > 1 {
+                    return invalid!(
+                        "--cuda-graph needs one fixed batch size (got --batch {:?}): a captured graph replays one shape",
+                        self.batches
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// (min, opt, max) rows per engine call.
+    pub fn profile(&self) -> (u32, u32, u32) {
+        let scale = if self.cfg { 2 } else { 1 };
+        let min = self.batches.iter().copied().min().unwrap_or(1) * scale;
+        let max = self.batches.iter().copied().max().unwrap_or(1) * scale;
+        (min, max, max)
+    }
+
+    fn precision(&self, manifest: &Manifest) -> String {
+        if self.fp16 {
+            "fp16".into()
+        } else {
+            manifest.precision.clone()
+        }
+    }
+
+    fn cuda(&self) -> ExecutionProviderDispatch {
+        ort::ep::CUDA::default()
+            .with_device_id(self.device_id)
+            .build()
+            .error_on_failure()
+    }
+
+    fn providers(&self) -> Vec<ExecutionProviderDispatch> {
+        match self.backend {
+            Backend::OrtCpu => Vec::new(),
+            Backend::OrtCuda => vec![self.cuda()],
+            Backend::TensorRt => vec![
+                ort::ep::TensorRT::default()
+                    .with_device_id(self.device_id)
+                    .build()
+                    .error_on_failure(),
+                self.cuda(),
+            ],
+        }
+    }
+}
+
+/// The artefact file of `backend` for length `l`.
+pub fn engine_file(backend: Backend, length: u32) -> String {
+    format!("model_l{length}.{}.onnx", backend.name())
+}
+
+/// Builds engines for the export folder `dir` and records each in its manifest (written
+/// atomically after every length, so a failure keeps the lengths already built).
+pub fn build(
+    dir: &Path,
+    options: &BuildOptions,
+    mut progress: impl FnMut(BuildEvent),
+) -> Result<Vec<BuiltEngine>> {
+    let runtime = odelt_runtime::Runtime::open(
+        dir,
+        odelt_runtime::RuntimeOptions {
+            ort_library: options.ort_library.clone(),
+            ..Default::default()
+        },
+    )?;
+    let mut manifest = runtime.manifest().clone();
+    drop(runtime);
+    options.check(&manifest)?;
+    let lengths: Vec<u32> = match &options.lengths {
+        Some(ls) => {
+            for l in ls {
+                manifest.entry(*l)?;
+            }
+            ls.clone()
+        }
+        None => {
+            let mut ls: Vec<u32> = manifest.lengths.iter().map(|e| e.length).collect();
+            ls.sort_unstable();
+            ls
+        }
+    };
+    let env = ortlib::environment(options.ort_library.as_deref())?;
+    options.backend.check_available(&env, options.providers())?;
+    progress(BuildEvent::Started {
+        lengths: lengths.clone(),
+    });
+    let mut built = Vec::new();
+    for length in lengths {
+        progress(BuildEvent::Building { length });
+        let entry = manifest.entry(length)?.clone();
+        let start = Instant::now();
+        let (file, settings) = match options.backend {
+            Backend::OrtCpu | Backend::OrtCuda => optimize(&env, dir, &manifest, &entry, options)?,
+            Backend::TensorRt => tensorrt(&env, dir, &manifest.model, &entry, options)?,
+        };
+        let engine = EngineEntry {
+            backend: options.backend.name().into(),
+            file,
+            precision: options.precision(&manifest),
+            build_seconds: start.elapsed().as_secs_f64(),
+            options: settings,
+        };
+        let slot = manifest.entry_mut(length)?;
+        slot.engines.retain(|e| e.backend != engine.backend);
+        slot.engines.push(engine.clone());
+        manifest.write(dir)?;
+        let done = BuiltEngine {
+            length,
+            entry: engine,
+        };
+        progress(BuildEvent::Built(done.clone()));
+        built.push(done);
+    }
+    Ok(built)
+}
+
+/// A build session: threads, log level, providers registered with `error_on_failure`.
+fn session(env: &Environment, options: &BuildOptions, length: u32) -> Result<SessionBuilder> {
+    let fail = |e: String| Error::Build {
+        length,
+        backend: options.backend.name(),
+        message: e,
+    };
+    let mut builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
+    if options.threads > 0 {
+        builder = builder
+            .with_intra_threads(options.threads)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    if options.verbose {
+        builder = builder
+            .with_log_level(LogLevel::Verbose)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let providers = options.providers();
+    if !providers.is_empty() {
+        builder = builder
+            .with_execution_providers(providers)
+            .map_err(|e| options.backend.missing(e.to_string()))?;
+    }
+    Ok(builder)
+}
+
+/// ort-cpu / ort-cuda: ONNX Runtime's offline optimization, re-linked to weights.bin.
+fn optimize(
+    env: &Environment,
+    dir: &Path,
+    manifest: &Manifest,
+    entry: &LengthEntry,
+    options: &BuildOptions,
+) -> Result<(String, serde_json::Value)> {
+    let backend = options.backend;
+    let length = entry.length;
+    let fail = |e: String| Error::Build {
+        length,
+        backend: backend.name(),
+        message: e,
+    };
+    let out = engine_file(backend, length);
+    let own = format!("model_l{length}.{}.data", backend.name());
+    let partial = format!(".model_l{length}.{}.partial.onnx", backend.name());
+    let partial_data = format!("{partial}.data");
+    let cleanup = || {
+        std::fs::remove_file(dir.join(&partial)).ok();
+        std::fs::remove_file(dir.join(&partial_data)).ok();
+    };
+    let result = (|| {
+        let mut builder = session(env, options, length)?
+            .with_optimization_level(options.level.ort())
+            .and_then(|b| b.with_optimized_model_path(dir.join(&partial)))
+            .and_then(|b| {
+                b.with_config_entry(
+                    "session.optimized_model_external_initializers_file_name",
+                    &partial_data,
+                )
+            })
+            .and_then(|b| {
+                b.with_config_entry(
+                    "session.optimized_model_external_initializers_min_size_in_bytes",
+                    "1024",
+                )
+            })
+            // Packed weights are not saved; packing them here would only cost time and memory.
+            .and_then(|b| b.with_prepacking(false))
+            .map_err(|e| fail(e.to_string()))?;
+        let session = builder
+            .commit_from_file(dir.join(&entry.file))
+            .map_err(|e| fail(format!("ONNX Runtime cannot optimize {}: {e}", entry.file)))?;
+        drop(session);
+        relink(dir, &entry.file, &partial, &manifest.weights_file, &out, &own)
+    })();
+    cleanup();
+    let relinked = result?;
+    let mut settings = json!({
+        "source": entry.file,
+        "content_hash": entry.content_hash,
+        "optimization_level": options.level.name(),
+        "load_optimization_level": "disable",
+        "ort_version": ortlib::ORT_VERSION,
+        "shared_weights": manifest.weights_file,
+        "shared_bytes": relinked.shared_bytes,
+        "own_weights": relinked.own_file,
+        "own_bytes": relinked.own_bytes,
+    });
+    if backend == Backend::OrtCuda {
+        settings["cuda"] = json!({
+            "device_id": options.device_id,
+            "cudnn_conv_algo_search": "EXHAUSTIVE",
+            "arena_extend_strategy": "kNextPowerOfTwo",
+            "do_copy_in_default_stream": true,
+        });
+    }
+    Ok((out, settings))
+}
+
+/// tensorrt: ONNX Runtime's TensorRT provider builds the engine; an EP-context model (embed
+/// mode 0) points at it.
+fn tensorrt(
+    env: &Environment,
+    dir: &Path,
+    model: &ModelConfig,
+    entry: &LengthEntry,
+    options: &BuildOptions,
+) -> Result<(String, serde_json::Value)> {
+    let length = entry.length;
+    let fail = |e: String| Error::Build {
+        length,
+        backend: "tensorrt",
+        message: e,
+    };
+    let cache = dir.join("trt");
+    std::fs::create_dir_all(&cache).map_err(Error::io(&cache))?;
+    // ONNX Runtime's own cache key hashes the graph but not the external weights: key the
+    // engine by the manifest's content hash (graph + weights) instead.
+    let prefix = format!(
+        "odelt_l{length}_{}",
+        &entry.content_hash[..16.min(entry.content_hash.len())]
+    );
+    let (min, opt, max) = options.profile();
+    let (c, s) = (model.in_channels, model.input_size);
+    let shapes = |b: u32| format!("x:{b}x{c}x{s}x{s},t:{b},k:{b},y:{b}");
+    let out = engine_file(Backend::TensorRt, length);
+    let trt = ort::ep::TensorRT::default()
+        .with_device_id(options.device_id)
+        .with_fp16(options.fp16)
+        .with_engine_cache(true)
+        .with_engine_cache_path(cache.display())
+        .with_engine_cache_prefix(&prefix)
+        .with_timing_cache(true)
+        .with_timing_cache_path(cache.display())
+        .with_profile_min_shapes(shapes(min))
+        .with_profile_opt_shapes(shapes(opt))
+        .with_profile_max_shapes(shapes(max))
+        .with_dump_ep_context_model(true)
+        .with_ep_context_file_path(dir.join(&out).display())
+        .with_ep_context_embed_mode(0)
+        .with_detailed_build_log(options.verbose)
+        .with_cuda_graph(options.cuda_graph)
+        .with_weight_stripped_engine(options.weight_stripped)
+        .with_onnx_model_folder_path(dir.display())
+        .build()
+        .error_on_failure();
+    let mut builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
+    if options.verbose {
+        builder = builder
+            .with_log_level(LogLevel::Verbose)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let mut builder = builder
+        .with_execution_providers([trt, options.cuda()])
+        .map_err(|e| Backend::TensorRt.missing(e.to_string()))?;
+    let session = builder
+        .commit_from_file(dir.join(&entry.file))
+        .map_err(|e| fail(format!("{e}")))?;
+    drop(session);
+    if !dir.join(&out).is_file() {
+        return Err(fail(format!(
+            "ONNX Runtime did not write the EP-context model {}",
+            dir.join(&out).display()
+        )));
+    }
+    let settings = json!({
+        "source": entry.file,
+        "content_hash": entry.content_hash,
+        "device_id": options.device_id,
+        "fp16": options.fp16,
+        "engine_cache_path": "trt",
+        "engine_cache_prefix": prefix,
+        "timing_cache_path": "trt",
+        "profile": {"min": min, "opt": opt, "max": max, "cfg_doubled": options.cfg},
+        "ep_context_embed_mode": 0,
+        "cuda_graph": options.cuda_graph,
+        "weight_stripped": options.weight_stripped,
+        "ort_version": ortlib::ORT_VERSION,
+    });
+    Ok((out, settings))
+}

@@ -1,0 +1,178 @@
+//! Engines for a tiny random export: the built ort-cpu engine gives the plain graph's output,
+//! calibration lands in the manifest and drives the budget pick, GPU backends fail cleanly.
+
+use std::path::Path;
+
+use odelt_engines::{bench, build, record_calibration, Backend, BenchOptions, BuildOptions, Error};
+use odelt_export::{testing, ExportOptions};
+use odelt_runtime::manifest::{Calibration, Manifest};
+use odelt_runtime::{noise, ModelConfig, Runtime, RuntimeOptions};
+
+fn tiny_export(dir: &Path) -> std::path::PathBuf {
+    let ckpt = dir.join("ckpt");
+    testing::write_random_checkpoint(&ckpt, &ModelConfig::tiny(), 5).unwrap();
+    let out = dir.join("export");
+    odelt_export::export(&ckpt, &out, &ExportOptions::default()).unwrap();
+    out
+}
+
+fn run(dir: &Path, prefer_built: bool, length: u32, batch: usize) -> (bool, Vec<f32>) {
+    let rt = Runtime::open(
+        dir,
+        RuntimeOptions::default()
+            .with_intra_threads(1)
+            .with_prefer_built_engines(prefer_built),
+    )
+    .unwrap();
+    let engine = rt.engine(length).unwrap();
+    let numel = engine.image_numel();
+    let x = noise::normal(9, batch * numel);
+    let t: Vec<f32> = (0..batch).map(|i| 0.1 + 0.2 * i as f32).collect();
+    let k = vec![3.0; batch];
+    let y: Vec<i64> = (0..batch as i64).map(|i| i % 5).collect();
+    let mut v = vec![0.0; batch * numel];
+    engine.run(&x, &t, &k, &y, &mut v).unwrap();
+    (engine.is_built(), v)
+}
+
+#[test]
+fn built_ort_cpu_engine_matches_the_plain_graph() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_export(tmp.path());
+    let built = build(&dir, &BuildOptions::default(), |_| {}).unwrap();
+    let manifest = Manifest::read(&dir).unwrap();
+    assert_eq!(built.len(), manifest.lengths.len());
+    for entry in &manifest.lengths {
+        let engine = &entry.engines[0];
+        assert_eq!(engine.backend, "ort-cpu");
+        assert_eq!(engine.file, format!("model_l{}.ort-cpu.onnx", entry.length));
+        assert!(dir.join(&engine.file).is_file());
+        assert!(engine.build_seconds >= 0.0);
+        assert_eq!(engine.options["optimization_level"], "extended");
+        // Every initializer references the shared weights, none is copied.
+        assert_eq!(engine.options["own_bytes"], 0);
+        assert!(engine.options["shared_bytes"].as_u64().unwrap() > 0);
+
+        for batch in [1, 3] {
+            let (plain_built, plain) = run(&dir, false, entry.length, batch);
+            let (is_built, fast) = run(&dir, true, entry.length, batch);
+            assert!(!plain_built && is_built);
+            let scale = plain.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0);
+            let err = plain
+                .iter()
+                .zip(&fast)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err <= 1e-5 * scale,
+                "l={} batch {batch}: max err {err} vs max |v| {scale}",
+                entry.length
+            );
+        }
+    }
+    // Rebuilding replaces the entry instead of adding a second one.
+    build(&dir, &BuildOptions::default(), |_| {}).unwrap();
+    let manifest = Manifest::read(&dir).unwrap();
+    assert!(manifest.lengths.iter().all(|e| e.engines.len() == 1));
+    // No partial files are left behind.
+    let stray: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial") || n.ends_with(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
+fn gpu_backends_fail_with_one_line_when_the_provider_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_export(tmp.path());
+    let before = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    for (backend, packages) in [
+        (Backend::TensorRt, "onnxruntime-gpu==1.31.1 tensorrt-cu12-libs"),
+        (Backend::OrtCuda, "onnxruntime-gpu==1.31.1"),
+    ] {
+        let options = BuildOptions {
+            backend,
+            ..Default::default()
+        };
+        let err = build(&dir, &options, |_| {}).unwrap_err();
+        assert!(matches!(err, Error::ProviderMissing { .. }), "{err:?}");
+        assert!(
+            !err.is_input(),
+            "a missing provider is a run-time failure (exit 1)"
+        );
+        let text = err.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.contains(packages), "{text}");
+    }
+    assert_eq!(
+        before,
+        std::fs::read_to_string(dir.join("manifest.json")).unwrap()
+    );
+    // Bad options are input errors.
+    let err = build(
+        &dir,
+        &BuildOptions {
+            fp16: true,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.is_input(), "{err}");
+}
+
+#[test]
+fn calibration_is_recorded_and_drives_the_budget_pick() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_export(tmp.path());
+    build(&dir, &BuildOptions::default(), |_| {}).unwrap();
+    let options = BenchOptions {
+        batches: vec![1, 2],
+        runs: 3,
+        warmup: 1,
+        threads: 1,
+        ..Default::default()
+    };
+    let measured = bench(&dir, &options, |_, _| {}).unwrap();
+    let manifest = Manifest::read(&dir).unwrap();
+    assert_eq!(measured.len(), 2 * manifest.lengths.len());
+    assert!(measured.iter().all(|m| m.built
+        && m.calibration.ms_min <= m.calibration.ms_median
+        && m.calibration.ms_median <= m.calibration.ms_max));
+    record_calibration(&dir, &measured).unwrap();
+    record_calibration(&dir, &measured).unwrap(); // replaces, does not duplicate
+    let manifest = Manifest::read(&dir).unwrap();
+    for entry in &manifest.lengths {
+        assert_eq!(entry.calibration.len(), 2, "{:?}", entry.calibration);
+        assert!(entry
+            .calibration
+            .iter()
+            .all(|c| c.backend == "ort-cpu" && c.threads == 1 && c.runs == 3));
+    }
+
+    // The budget pick with known latencies: l=2 1 ms, l=4 2 ms per call of one row.
+    let mut manifest = manifest;
+    for entry in &mut manifest.lengths {
+        entry.calibration = vec![Calibration {
+            backend: "ort-cpu".into(),
+            batch: 1,
+            threads: 1,
+            ms_median: entry.length as f64 / 2.0,
+            ms_min: 0.0,
+            ms_max: 0.0,
+            runs: 1,
+        }];
+    }
+    manifest.write(&dir).unwrap();
+    let rt = Runtime::open(&dir, RuntimeOptions::default().with_intra_threads(1)).unwrap();
+    let pick = rt.pick_for_budget(5.0, Some(4), 1).unwrap();
+    assert_eq!((pick.length, pick.steps), (2, 4));
+    let pick = rt.pick_for_budget(8.0, Some(4), 1).unwrap();
+    assert_eq!((pick.length, pick.steps), (4, 4));
+    let pick = rt.pick_for_budget(9.0, None, 1).unwrap();
+    assert_eq!((pick.length, pick.steps), (4, 4));
+    assert!(rt.pick_for_budget(0.5, Some(4), 1).unwrap_err().is_input());
+}

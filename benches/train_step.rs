@@ -12,7 +12,11 @@ fn train_step(c: &mut Criterion) {
     let batch = 64;
     for (name, config) in [("tiny", ModelConfig::tiny()), ("fmnist", ModelConfig::fmnist())] {
         let side = config.input_size as i64;
-        let x1 = Tensor::rand([batch, config.in_channels as i64, side, side], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let x1 = Tensor::rand(
+            [batch, config.in_channels as i64, side, side],
+            (Kind::Float, Device::Cpu),
+        ) * 2.0
+            - 1.0;
         let y = Tensor::randint(config.num_classes as i64, [batch], (Kind::Int64, Device::Cpu));
         let mut trainer = Trainer::new(config, TrainConfig::default(), 1_000_000);
         group.throughput(Throughput::Elements(batch as u64));

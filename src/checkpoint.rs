@@ -34,7 +34,8 @@ impl CheckpointConfig {
         CheckpointMeta::read(dir)?;
         let path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path)?;
-        serde_json::from_str(&text).map_err(|e| bad_input!("{}: not an odelt training config: {e}", path.display()))
+        serde_json::from_str(&text)
+            .map_err(|e| bad_input!("{}: not an odelt training config: {e}", path.display()))
     }
 }
 
@@ -51,7 +52,10 @@ impl NamedTensors {
         }
         let tensors = Tensor::read_safetensors(path)
             .map_err(|e| bad_input!("{}: not a readable safetensors file: {e}", path.display()))?;
-        Ok(Self { path: path.into(), tensors: tensors.into_iter().collect() })
+        Ok(Self {
+            path: path.into(),
+            tensors: tensors.into_iter().collect(),
+        })
     }
 
     pub fn get(&self, name: &str) -> Result<&Tensor> {
@@ -85,7 +89,10 @@ pub fn load_weights(vs: &nn::VarStore, path: &Path) -> Result<()> {
     let file = NamedTensors::read(path)?;
     let mut vars = named_variables(vs);
     if let Some(extra) = file.names().find(|n| !vars.iter().any(|(name, _)| name == *n)) {
-        return Err(bad_input!("{}: unexpected tensor '{extra}' for this model config", path.display()));
+        return Err(bad_input!(
+            "{}: unexpected tensor '{extra}' for this model config",
+            path.display()
+        ));
     }
     tch::no_grad(|| -> Result<()> {
         for (name, var) in vars.iter_mut() {
@@ -142,7 +149,11 @@ impl LogRow {
 /// Rows of an existing train_log.csv up to `step` (a resumed run continues the log).
 pub fn read_log(dir: &Path, up_to: u64) -> Vec<LogRow> {
     let text = std::fs::read_to_string(dir.join(LOG_FILE)).unwrap_or_default();
-    text.lines().skip(1).filter_map(LogRow::parse).filter(|r| r.step <= up_to).collect()
+    text.lines()
+        .skip(1)
+        .filter_map(LogRow::parse)
+        .filter(|r| r.step <= up_to)
+        .collect()
 }
 
 /// Everything a checkpoint folder holds.
@@ -192,6 +203,9 @@ pub fn swap_in(new: &Path, dir: &Path) -> Result<()> {
 
 /// `DIR` → `.DIR.<suffix>` in the same parent, so renames stay on one file system.
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
     dir.with_file_name(format!(".{name}.{suffix}"))
 }

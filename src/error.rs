@@ -26,9 +26,12 @@ macro_rules! bad_input {
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     let input = err.chain().any(|e| {
         e.is::<InputError>()
-            || e.downcast_ref::<odelt_runtime::Error>().is_some_and(|e| e.is_input())
-            || e.downcast_ref::<odelt_export::Error>().is_some_and(|e| e.is_input())
-            || e.downcast_ref::<odelt_engines::Error>().is_some_and(|e| e.is_input())
+            || e.downcast_ref::<odelt_runtime::Error>()
+                .is_some_and(|e| e.is_input())
+            || e.downcast_ref::<odelt_export::Error>()
+                .is_some_and(|e| e.is_input())
+            || e.downcast_ref::<odelt_engines::Error>()
+                .is_some_and(|e| e.is_input())
     });
     if input {
         2

@@ -75,15 +75,26 @@ fn reference_forward(
             }
         }
     }
-    let h = patches.matmul(&conv_w.tr()) + p("x_embedder.proj.bias") + Tensor::from_slice(&pos).view([1, side * side, d]);
+    let h = patches.matmul(&conv_w.tr())
+        + p("x_embedder.proj.bias")
+        + Tensor::from_slice(&pos).view([1, side * side, d]);
     let sinus = |s: &Tensor| {
-        let f: Vec<f32> = (0..128).map(|j| (-(10000f64.ln()) * j as f64 / 128.0).exp() as f32).collect();
+        let f: Vec<f32> = (0..128)
+            .map(|j| (-(10000f64.ln()) * j as f64 / 128.0).exp() as f32)
+            .collect();
         let a = s.unsqueeze(1) * Tensor::from_slice(&f).unsqueeze(0);
         Tensor::cat(&[a.cos(), a.sin()], 1)
     };
     let silu = |z: &Tensor| z * z.sigmoid();
-    let embed = |s: &Tensor, n: &str| lin(&silu(&lin(&sinus(s), &format!("{n}.mlp.0"))), &format!("{n}.mlp.2"));
-    let cond = embed(t, "t_embedder") + embed(k, "d_embedder") + p("y_embedder.embedding_table.weight").index_select(0, y);
+    let embed = |s: &Tensor, n: &str| {
+        lin(
+            &silu(&lin(&sinus(s), &format!("{n}.mlp.0"))),
+            &format!("{n}.mlp.2"),
+        )
+    };
+    let cond = embed(t, "t_embedder")
+        + embed(k, "d_embedder")
+        + p("y_embedder.embedding_table.weight").index_select(0, y);
     let c_l = &cond + p("l_embedder.embedding_table.weight").get(l as i64).unsqueeze(0);
     let ln = |z: &Tensor| {
         let mu = z.mean_dim(-1, true, Kind::Float);
@@ -91,7 +102,10 @@ fn reference_forward(
         (z - mu) / (var + 1e-6).sqrt()
     };
     let md = |z: &Tensor, sh: &Tensor, sc: &Tensor| z * (sc.unsqueeze(1) + 1.0) + sh.unsqueeze(1);
-    let gelu = |z: &Tensor| z * 0.5 * (1.0 + ((z + z.pow_tensor_scalar(3) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt()).tanh());
+    let gelu = |z: &Tensor| {
+        z * 0.5
+            * (1.0 + ((z + z.pow_tensor_scalar(3) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt()).tanh())
+    };
     let heads = c.num_heads as i64;
     let hd = d / heads;
     let n = side * side;
@@ -103,10 +117,14 @@ fn reference_forward(
         let z = md(&ln(&r), &m[0], &m[1]);
         let qkv = lin(&z, &format!("{bn}.attn.qkv"));
         let split = |j: i64| qkv.narrow(2, j * d, d).view([b, n, heads, hd]).transpose(1, 2);
-        let att = (split(0).matmul(&split(1).transpose(-1, -2)) / (hd as f64).sqrt()).softmax(-1, Kind::Float);
+        let att =
+            (split(0).matmul(&split(1).transpose(-1, -2)) / (hd as f64).sqrt()).softmax(-1, Kind::Float);
         let o = att.matmul(&split(2)).transpose(1, 2).reshape([b, n, d]);
         let x1 = &r + m[2].unsqueeze(1) * lin(&o, &format!("{bn}.attn.proj"));
-        let mlp = lin(&gelu(&lin(&md(&ln(&x1), &m[3], &m[4]), &format!("{bn}.mlp.fc1"))), &format!("{bn}.mlp.fc2"));
+        let mlp = lin(
+            &gelu(&lin(&md(&ln(&x1), &m[3], &m[4]), &format!("{bn}.mlp.fc1"))),
+            &format!("{bn}.mlp.fc2"),
+        );
         let out = &x1 + m[5].unsqueeze(1) * mlp;
         if (i + 1) % c.group_size as usize == 0 {
             r = &r + &out;
@@ -134,7 +152,10 @@ fn forward_matches_the_design_reference_at_every_length() {
         let scale = reference.abs().max().double_value(&[]);
         let err = max_abs(&ours, &reference);
         assert!(scale > 1e-2, "output too small to test: {scale}");
-        assert!(err <= 1e-5 * scale, "length {l}: max abs error {err} vs max |v| {scale}");
+        assert!(
+            err <= 1e-5 * scale,
+            "length {l}: max abs error {err} vs max |v| {scale}"
+        );
     }
 }
 
@@ -179,7 +200,13 @@ fn parameter_names_and_shapes_follow_the_design() {
 /// targets are far from zero.
 fn warmed_trainer() -> (Trainer, Tensor, Tensor) {
     let config = ModelConfig::tiny();
-    let train = TrainConfig { ema_decay: 0.0, lr: 3e-2, warmup_steps: 0, batch_size: 16, ..Default::default() };
+    let train = TrainConfig {
+        ema_decay: 0.0,
+        lr: 3e-2,
+        warmup_steps: 0,
+        batch_size: 16,
+        ..Default::default()
+    };
     let mut trainer = Trainer::new(config.clone(), train, 100);
     let x1 = Tensor::rand([16, 1, 8, 8], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     let y = Tensor::randint(4, [16], (Kind::Int64, Device::Cpu));
@@ -206,9 +233,19 @@ fn each_loss_term_builds_its_target_as_specified() {
         let t = rows(&batch.t, 0, tc);
         let grid = &t / (&d * 2.0);
         assert!(max_abs(&grid, &grid.round()) < 1e-5, "t on the 2d grid");
-        let (xs, ys, ls) = (rows(&batch.x_t, 0, tc), rows(&batch.y, 0, tc), rows(&batch.lengths, 0, tc));
+        let (xs, ys, ls) = (
+            rows(&batch.x_t, 0, tc),
+            rows(&batch.y, 0, tc),
+            rows(&batch.lengths, 0, tc),
+        );
         let v1 = ema.forward(&xs, &t, &(&k0 + 1.0), &ys, Lengths::PerSample(&ls));
-        let v2 = ema.forward(&(&xs + &v1 * d.view([tc, 1, 1, 1])), &(&t + &d), &(&k0 + 1.0), &ys, Lengths::PerSample(&ls));
+        let v2 = ema.forward(
+            &(&xs + &v1 * d.view([tc, 1, 1, 1])),
+            &(&t + &d),
+            &(&k0 + 1.0),
+            &ys,
+            Lengths::PerSample(&ls),
+        );
         let want = (v1 + v2) * 0.5;
         assert!(want.abs().max().double_value(&[]) > 1e-2);
         assert!(max_abs(&rows(&batch.target, 0, tc), &want) < 1e-5);
@@ -231,11 +268,20 @@ fn each_loss_term_builds_its_target_as_specified() {
                 .valid_lengths()
                 .into_iter()
                 .map(|l| {
-                    let v = ema.forward(&one(&batch.x_t), &one(&batch.t), &one(&batch.k), &one(&batch.y), Lengths::Uniform(l));
+                    let v = ema.forward(
+                        &one(&batch.x_t),
+                        &one(&batch.t),
+                        &one(&batch.k),
+                        &one(&batch.y),
+                        Lengths::Uniform(l),
+                    );
                     max_abs(&v, &target)
                 })
                 .fold(f64::INFINITY, f64::min);
-            assert!(best < 1e-5, "LC sample {i}: no length reproduces its target ({best})");
+            assert!(
+                best < 1e-5,
+                "LC sample {i}: no length reproduces its target ({best})"
+            );
         }
         // Per-sample lengths are valid.
         let valid = config.valid_lengths();
@@ -251,7 +297,12 @@ fn checkpoint_round_trips_the_ema_weights() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ckpt = dir.path().join("ckpt");
     trainer.save(&ckpt).expect("save");
-    for f in [checkpoint::CONFIG_FILE, checkpoint::MODEL_FILE, checkpoint::TRAIN_STATE_FILE, checkpoint::LOG_FILE] {
+    for f in [
+        checkpoint::CONFIG_FILE,
+        checkpoint::MODEL_FILE,
+        checkpoint::TRAIN_STATE_FILE,
+        checkpoint::LOG_FILE,
+    ] {
         assert!(ckpt.join(f).is_file(), "{f}");
     }
     let vs = nn::VarStore::new(Device::Cpu);
@@ -266,38 +317,60 @@ fn checkpoint_round_trips_the_ema_weights() {
     other.depth = 6;
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = Dit::new(&vs.root(), &other);
-    let err = load_weights(&vs, &ckpt.join(checkpoint::MODEL_FILE)).unwrap_err().to_string();
+    let err = load_weights(&vs, &ckpt.join(checkpoint::MODEL_FILE))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("'blocks.4.") || err.contains("'l_embedder"), "{err}");
 }
 
 // ---- the command line ----
 
 fn odelt(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_odelt")).args(args).output().expect("run odelt")
+    Command::new(env!("CARGO_BIN_EXE_odelt"))
+        .args(args)
+        .output()
+        .expect("run odelt")
 }
 
 fn log_losses(dir: &Path) -> Vec<f64> {
     let text = std::fs::read_to_string(dir.join("train_log.csv")).expect("train_log.csv");
     assert!(text.starts_with("step,loss,loss_fm,loss_tc,loss_lc,lr,samples_per_s"));
-    text.lines().skip(1).map(|l| l.split(',').nth(1).expect("loss").parse().expect("number")).collect()
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).expect("loss").parse().expect("number"))
+        .collect()
 }
 
 #[test]
 fn train_on_synthetic_writes_a_checkpoint_with_falling_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("x");
-    let o = odelt(&["train", "--data", "synthetic", "--model", "tiny", "--steps", "40", "--out", out.to_str().expect("utf8")]);
+    let o = odelt(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--model",
+        "tiny",
+        "--steps",
+        "40",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let losses = log_losses(&out);
     assert_eq!(losses.len(), 4);
     assert!(losses[3] < 0.9 * losses[0], "loss did not fall: {losses:?}");
     let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).expect("config")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).expect("config"))
+            .expect("json");
     assert_eq!(config["step"], 40);
     assert_eq!(config["model"]["hidden_size"], 32);
     assert!(NamedTensors::read(&out.join("train_state.safetensors")).is_ok());
     // Nothing temporary left beside it.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("x")]);
 }
 
@@ -305,7 +378,18 @@ fn train_on_synthetic_writes_a_checkpoint_with_falling_loss() {
 fn resume_equals_an_uninterrupted_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
-    let common = ["--data", "synthetic", "--model", "tiny", "--threads", "1", "--batch-size", "8", "--log-every", "1"];
+    let common = [
+        "--data",
+        "synthetic",
+        "--model",
+        "tiny",
+        "--threads",
+        "1",
+        "--batch-size",
+        "8",
+        "--log-every",
+        "1",
+    ];
     let run = |extra: &[&str]| {
         let o = odelt(&[&["train"], &common[..], extra].concat());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -321,28 +405,62 @@ fn resume_equals_an_uninterrupted_run() {
             assert!(x.equal(y), "{file}: {name} differs after resume");
         }
     }
-    assert_eq!(log_losses(&dir.path().join("whole")), log_losses(&dir.path().join("split")));
+    assert_eq!(
+        log_losses(&dir.path().join("whole")),
+        log_losses(&dir.path().join("split"))
+    );
 }
 
 #[test]
 fn steps_zero_writes_the_initialised_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("init");
-    let o = odelt(&["train", "--data", "synthetic", "--model", "tiny", "--steps", "0", "--out", out.to_str().expect("utf8")]);
+    let o = odelt(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--model",
+        "tiny",
+        "--steps",
+        "0",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let w = NamedTensors::read(&out.join("model.safetensors")).expect("weights");
     // adaLN-Zero: the final layer starts at zero, the embedders do not.
-    assert_eq!(w.get("final_layer.linear.weight").expect("w").abs().sum(Kind::Float).double_value(&[]), 0.0);
-    assert!(w.get("t_embedder.mlp.0.weight").expect("w").abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    assert_eq!(
+        w.get("final_layer.linear.weight")
+            .expect("w")
+            .abs()
+            .sum(Kind::Float)
+            .double_value(&[]),
+        0.0
+    );
+    assert!(
+        w.get("t_embedder.mlp.0.weight")
+            .expect("w")
+            .abs()
+            .sum(Kind::Float)
+            .double_value(&[])
+            > 0.0
+    );
 }
 
 /// Exit code 2 and a single line naming the problem.
 fn assert_bad_input(args: &[&str], envs: &[(&str, &str)], needle: &str) {
-    let o = Command::new(env!("CARGO_BIN_EXE_odelt")).args(args).envs(envs.iter().copied()).output().expect("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_odelt"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: expected '{needle}' in: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected '{needle}' in: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -351,12 +469,23 @@ fn bad_training_input_exits_2_with_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
     let out = p("out");
-    let base = |data: &str, model: &str| vec!["train", "--data", data, "--model", model, "--steps", "1", "--out", &out].into_iter().map(String::from).collect::<Vec<_>>();
+    let base = |data: &str, model: &str| {
+        vec![
+            "train", "--data", data, "--model", model, "--steps", "1", "--out", &out,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
     let call = |args: &[String], envs: &[(&str, &str)], needle: &str| {
         assert_bad_input(&args.iter().map(String::as_str).collect::<Vec<_>>(), envs, needle)
     };
     // Missing data.
-    call(&base("fashion-mnist", "fmnist"), &[("ODELT_FASHION_MNIST", "/nonexistent")], "dataset-fashion-mnist");
+    call(
+        &base("fashion-mnist", "fmnist"),
+        &[("ODELT_FASHION_MNIST", "/nonexistent")],
+        "dataset-fashion-mnist",
+    );
     call(&base(&p("nothing.npy"), "tiny"), &[], "nothing.npy");
     // Wrong image size: 4×4 images for the 8×8 tiny model.
     let npy = p("small.npy");
@@ -374,12 +503,29 @@ fn bad_training_input_exits_2_with_one_line() {
     let o = odelt(&["train", "--data", "synthetic", "--steps", "1", "--out", &ckpt]);
     assert!(o.status.success());
     std::fs::write(dir.path().join("ckpt/train_state.safetensors"), b"garbage").expect("write");
-    let resume = ["train", "--data", "synthetic", "--steps", "2", "--out", &ckpt, "--resume"];
+    let resume = [
+        "train",
+        "--data",
+        "synthetic",
+        "--steps",
+        "2",
+        "--out",
+        &ckpt,
+        "--resume",
+    ];
     assert_bad_input(&resume, &[], "train_state.safetensors");
     std::fs::write(dir.path().join("ckpt/config.json"), b"{").expect("write");
     assert_bad_input(&resume, &[], "config.json");
     // Refuses to overwrite a checkpoint without --resume.
     let fresh = p("fresh");
-    assert!(odelt(&["train", "--data", "synthetic", "--steps", "0", "--out", &fresh]).status.success());
-    assert_bad_input(&["train", "--data", "synthetic", "--steps", "1", "--out", &fresh], &[], "--resume");
+    assert!(
+        odelt(&["train", "--data", "synthetic", "--steps", "0", "--out", &fresh])
+            .status
+            .success()
+    );
+    assert_bad_input(
+        &["train", "--data", "synthetic", "--steps", "1", "--out", &fresh],
+        &[],
+        "--resume",
+    );
 }

@@ -44,6 +44,7 @@
 pub mod checkpoint;
 mod dit;
 mod error;
+pub mod features;
 mod graph;
 pub mod testing;
 mod weights;

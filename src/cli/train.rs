@@ -107,7 +107,10 @@ impl TrainArgs {
         let has_checkpoint = self.out.join(crate::checkpoint::CONFIG_FILE).exists();
         if self.resume {
             if !has_checkpoint {
-                return Err(bad_input!("--resume: {} holds no checkpoint to continue", self.out.display()));
+                return Err(bad_input!(
+                    "--resume: {} holds no checkpoint to continue",
+                    self.out.display()
+                ));
             }
             return Trainer::resume(&self.out, self.steps);
         }
@@ -124,28 +127,54 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    run_for(args, None).map(drop)
+}
+
+/// [`run`], stopping (and saving) at the first step that starts after `limit`; returns the
+/// steps done. The learning-rate schedule still spans `--steps`.
+pub(crate) fn run_for(args: TrainArgs, limit: Option<std::time::Duration>) -> Result<u64> {
+    let deadline = limit.map(|limit| Instant::now() + limit);
     if let Some(threads) = args.threads {
         tch::set_num_threads(threads as i32);
     }
     let mut trainer = args.trainer()?;
     let source = DataSource::parse(&args.data, args.data_labels.clone())?;
     let data = Dataset::load(&source, &trainer.model_config, Split::Train, trainer.train.seed)?;
-    tracing::info!(samples = data.len(), step = trainer.step, total = args.steps, "training");
+    tracing::info!(
+        samples = data.len(),
+        step = trainer.step,
+        total = args.steps,
+        "training"
+    );
     let bar = progress_bar(args.steps, trainer.step);
     let mut order = BatchOrder::new(data.len(), trainer.train.seed);
     let mut interval = Interval::new();
     while trainer.step < args.steps {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            bar.println(format!(
+                "time limit reached at step {} of {}",
+                trainer.step, args.steps
+            ));
+            break;
+        }
         let indices = order.indices(trainer.step, trainer.train.batch_size);
         let (x1, y) = data.batch(&indices);
         let (losses, lr) = trainer.train_step(&x1, &y);
         if !losses.total.is_finite() {
-            anyhow::bail!("the loss became {} at step {}; lower --lr or check the data", losses.total, trainer.step);
+            anyhow::bail!(
+                "the loss became {} at step {}; lower --lr or check the data",
+                losses.total,
+                trainer.step
+            );
         }
         interval.add(losses, x1.size()[0] as usize);
         bar.inc(1);
         if trainer.step % args.log_every == 0 || trainer.step == args.steps {
             let row = interval.finish(trainer.step, lr);
-            bar.set_message(format!("loss {:.4}  {:.0} samples/s", row.loss, row.samples_per_s));
+            bar.set_message(format!(
+                "loss {:.4}  {:.0} samples/s",
+                row.loss, row.samples_per_s
+            ));
             trainer.log.push(row);
         }
         if trainer.step % args.save_every == 0 && trainer.step < args.steps {
@@ -154,9 +183,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     trainer.save(&args.out)?;
     bar.finish();
-    let last = trainer.log.last().map(|r| format!(", last loss {:.4}", r.loss)).unwrap_or_default();
+    let last = trainer
+        .log
+        .last()
+        .map(|r| format!(", last loss {:.4}", r.loss))
+        .unwrap_or_default();
     eprintln!("wrote {} at step {}{last}", args.out.display(), trainer.step);
-    Ok(())
+    Ok(trainer.step)
 }
 
 fn progress_bar(total: u64, done: u64) -> ProgressBar {
@@ -179,7 +212,12 @@ struct BatchOrder {
 
 impl BatchOrder {
     fn new(len: usize, seed: u64) -> Self {
-        Self { len, seed, epoch: u64::MAX, permutation: Vec::new() }
+        Self {
+            len,
+            seed,
+            epoch: u64::MAX,
+            permutation: Vec::new(),
+        }
     }
 
     fn indices(&mut self, step: u64, batch: usize) -> Tensor {
@@ -209,7 +247,12 @@ struct Interval {
 
 impl Interval {
     fn new() -> Self {
-        Self { start: Instant::now(), steps: 0, samples: 0, sum: Losses::default() }
+        Self {
+            start: Instant::now(),
+            steps: 0,
+            samples: 0,
+            sum: Losses::default(),
+        }
     }
 
     fn add(&mut self, l: Losses, samples: usize) {

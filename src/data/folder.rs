@@ -14,12 +14,17 @@ use crate::bad_input;
 pub fn load(dir: &Path, config: &ModelConfig) -> Result<Dataset> {
     let classes = sorted_entries(dir, |p| p.is_dir())?;
     if classes.is_empty() {
-        return Err(bad_input!("{}: no class subfolders (expected DIR/<class>/<image>)", dir.display()));
+        return Err(bad_input!(
+            "{}: no class subfolders (expected DIR/<class>/<image>)",
+            dir.display()
+        ));
     }
     let side = config.input_size;
     let channels = config.in_channels;
     if channels != 1 && channels != 3 {
-        return Err(bad_input!("image folders need a model with 1 or 3 channels, not {channels}"));
+        return Err(bad_input!(
+            "image folders need a model with 1 or 3 channels, not {channels}"
+        ));
     }
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
@@ -33,19 +38,26 @@ pub fn load(dir: &Path, config: &ModelConfig) -> Result<Dataset> {
             } else {
                 // HWC → CHW.
                 let rgb = img.to_rgb8().into_raw();
-                pixels.extend((0..3).flat_map(|c| rgb.iter().skip(c).step_by(3).copied().collect::<Vec<_>>()));
+                pixels
+                    .extend((0..3).flat_map(|c| rgb.iter().skip(c).step_by(3).copied().collect::<Vec<_>>()));
             }
             labels.push(label as i64);
         }
     }
     let n = labels.len() as i64;
     let images = from_bytes(&pixels, [n, channels as i64, side as i64, side as i64]);
-    Ok(Dataset { images, labels: Tensor::from_slice(&labels) })
+    Ok(Dataset {
+        images,
+        labels: Tensor::from_slice(&labels),
+    })
 }
 
 fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let read = std::fs::read_dir(dir).map_err(|e| bad_input!("cannot read {}: {e}", dir.display()))?;
-    let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| keep(p)).collect();
+    let mut paths: Vec<PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| keep(p))
+        .collect();
     paths.sort();
     Ok(paths)
 }

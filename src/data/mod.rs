@@ -29,7 +29,10 @@ pub enum DataSource {
     FashionMnist(PathBuf),
     Synthetic,
     /// float32 [N, C, H, W] in [-1, 1], optional int64 labels [N].
-    Npy { images: PathBuf, labels: Option<PathBuf> },
+    Npy {
+        images: PathBuf,
+        labels: Option<PathBuf>,
+    },
     /// One subfolder per class, sorted by name.
     Folder(PathBuf),
 }
@@ -44,7 +47,10 @@ impl DataSource {
                 Self::FashionMnist(dir.unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR)))
             }
             "synthetic" => Self::Synthetic,
-            path if path.ends_with(".npy") => Self::Npy { images: path.into(), labels },
+            path if path.ends_with(".npy") => Self::Npy {
+                images: path.into(),
+                labels,
+            },
             path if Path::new(path).is_dir() => Self::Folder(path.into()),
             other => {
                 return Err(bad_input!(
@@ -84,11 +90,18 @@ impl Dataset {
 
     /// The samples at `indices` (i64 [B]).
     pub fn batch(&self, indices: &Tensor) -> (Tensor, Tensor) {
-        (self.images.index_select(0, indices), self.labels.index_select(0, indices))
+        (
+            self.images.index_select(0, indices),
+            self.labels.index_select(0, indices),
+        )
     }
 
     fn check_fits(&self, config: &ModelConfig) -> Result<()> {
-        let want = [config.in_channels as i64, config.input_size as i64, config.input_size as i64];
+        let want = [
+            config.in_channels as i64,
+            config.input_size as i64,
+            config.input_size as i64,
+        ];
         let size = self.images.size();
         if size.len() != 4 || size[1..] != want {
             return Err(bad_input!(

@@ -13,7 +13,10 @@ use crate::bad_input;
 
 pub fn load(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
     let array: Array4<f32> = read_npy(images).map_err(|e| {
-        bad_input!("{}: expected a float32 [N, C, H, W] .npy array: {e}", images.display())
+        bad_input!(
+            "{}: expected a float32 [N, C, H, W] .npy array: {e}",
+            images.display()
+        )
     })?;
     let shape: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
     let data: Vec<f32> = array.iter().copied().collect();
@@ -23,11 +26,18 @@ pub fn load(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
             let y: Array1<i64> = read_npy(path)
                 .map_err(|e| bad_input!("{}: expected an int64 [N] .npy array: {e}", path.display()))?;
             if y.len() as i64 != n {
-                return Err(bad_input!("{}: {} labels for {n} images", path.display(), y.len()));
+                return Err(bad_input!(
+                    "{}: {} labels for {n} images",
+                    path.display(),
+                    y.len()
+                ));
             }
             Tensor::from_slice(&y.to_vec())
         }
         None => Tensor::zeros([n], (tch::Kind::Int64, tch::Device::Cpu)),
     };
-    Ok(Dataset { images: Tensor::from_slice(&data).view(shape.as_slice()), labels })
+    Ok(Dataset {
+        images: Tensor::from_slice(&data).view(shape.as_slice()),
+        labels,
+    })
 }

@@ -27,6 +27,9 @@ pub fn generate(config: &ModelConfig, split: Split, seed: u64) -> Dataset {
     let (rows, cols) = (coord.view([1, side, 1]), coord.view([1, 1, side]));
     let along = cols * angle.cos().view([SAMPLES, 1, 1]) + rows * angle.sin().view([SAMPLES, 1, 1]);
     let wave = ((along * freq.view([SAMPLES, 1, 1]) * (2.0 * std::f64::consts::PI)) + phase).sin() * contrast;
-    let images = wave.unsqueeze(1).expand([SAMPLES, config.in_channels as i64, side, side], false).contiguous();
+    let images = wave
+        .unsqueeze(1)
+        .expand([SAMPLES, config.in_channels as i64, side, side], false)
+        .contiguous();
     Dataset { images, labels }
 }

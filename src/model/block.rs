@@ -37,7 +37,12 @@ impl DitBlock {
             proj: linear(&attn / "proj", hidden, hidden, WeightInit::Xavier),
             fc1: linear(&mlp / "fc1", hidden, mlp_hidden, WeightInit::Xavier),
             fc2: linear(&mlp / "fc2", mlp_hidden, hidden, WeightInit::Xavier),
-            ada: linear(&vs / "adaLN_modulation" / "1", hidden, 6 * hidden, WeightInit::Zero),
+            ada: linear(
+                &vs / "adaLN_modulation" / "1",
+                hidden,
+                6 * hidden,
+                WeightInit::Zero,
+            ),
         }
     }
 
@@ -45,7 +50,11 @@ impl DitBlock {
     fn attention(&self, x: &Tensor) -> Tensor {
         let (b, n, d) = x.size3().expect("tokens are [B, N, D]");
         let head_dim = d / self.num_heads;
-        let qkv = self.qkv.forward(x).view([b, n, 3, self.num_heads, head_dim]).permute([2, 0, 3, 1, 4]);
+        let qkv = self
+            .qkv
+            .forward(x)
+            .view([b, n, 3, self.num_heads, head_dim])
+            .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let scale = 1.0 / (head_dim as f64).sqrt();
         let out = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false);
@@ -57,7 +66,10 @@ impl DitBlock {
         let m = self.ada.forward(&c.silu()).chunk(6, 1);
         let attn = self.attention(&modulate(&layer_norm(x), &m[0], &m[1]));
         let x = x + m[2].unsqueeze(1) * attn;
-        let hidden = self.fc1.forward(&modulate(&layer_norm(&x), &m[3], &m[4])).gelu("tanh");
+        let hidden = self
+            .fc1
+            .forward(&modulate(&layer_norm(&x), &m[3], &m[4]))
+            .gelu("tanh");
         &x + m[5].unsqueeze(1) * self.fc2.forward(&hidden)
     }
 }
@@ -72,13 +84,20 @@ pub struct FinalLayer {
 impl FinalLayer {
     pub fn new(vs: nn::Path, hidden: usize, out_per_token: usize) -> Self {
         Self {
-            ada: linear(&vs / "adaLN_modulation" / "1", hidden, 2 * hidden, WeightInit::Zero),
+            ada: linear(
+                &vs / "adaLN_modulation" / "1",
+                hidden,
+                2 * hidden,
+                WeightInit::Zero,
+            ),
             linear: linear(&vs / "linear", hidden, out_per_token, WeightInit::Zero),
         }
     }
 
     pub fn forward(&self, x: &Tensor, c: &Tensor) -> Tensor {
         let m = self.ada.forward(&c.silu()).chunk(2, 1);
-        self.linear.forward(&modulate(&layer_norm(x), &m[0], &m[1])).to_kind(Kind::Float)
+        self.linear
+            .forward(&modulate(&layer_norm(x), &m[0], &m[1]))
+            .to_kind(Kind::Float)
     }
 }

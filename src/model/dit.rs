@@ -33,9 +33,20 @@ impl Dit {
         let d = config.hidden_size as usize;
         let side = (config.input_size / config.patch_size) as usize;
         let patch = config.patch_size as usize;
-        let pos_embed = vs.add("pos_embed", sincos_pos_embed(d, side).to_device(vs.device()), false);
+        let pos_embed = vs.add(
+            "pos_embed",
+            sincos_pos_embed(d, side).to_device(vs.device()),
+            false,
+        );
         let blocks = (0..config.depth as usize)
-            .map(|i| DitBlock::new(vs / "blocks" / i, d, config.num_heads as usize, config.mlp_hidden()))
+            .map(|i| {
+                DitBlock::new(
+                    vs / "blocks" / i,
+                    d,
+                    config.num_heads as usize,
+                    config.mlp_hidden(),
+                )
+            })
             .collect();
         Self {
             config: config.clone(),
@@ -60,7 +71,11 @@ impl Dit {
         let h = self.x_embedder.forward(x) + &self.pos_embed;
         let c = self.t_embedder.forward(t) + self.d_embedder.forward(k) + self.y_embedder.forward(y);
         let (length_index, depth, mask) = match lengths {
-            Lengths::Uniform(l) => (Tensor::full([batch], l as i64, (Kind::Int64, x.device())), l, None),
+            Lengths::Uniform(l) => (
+                Tensor::full([batch], l as i64, (Kind::Int64, x.device())),
+                l,
+                None,
+            ),
             Lengths::PerSample(ls) => (ls.shallow_clone(), ls.max().int64_value(&[]) as u32, Some(ls)),
         };
         let c_l = &c + self.l_embedder.forward(&length_index);

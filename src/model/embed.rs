@@ -23,7 +23,15 @@ impl PatchEmbedder {
             bs_init: nn::Init::Const(0.0),
             ..Default::default()
         };
-        Self { proj: nn::conv2d(vs / "proj", in_channels as i64, hidden as i64, patch as i64, config) }
+        Self {
+            proj: nn::conv2d(
+                vs / "proj",
+                in_channels as i64,
+                hidden as i64,
+                patch as i64,
+                config,
+            ),
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
@@ -85,8 +93,13 @@ pub struct EmbeddingTable {
 
 impl EmbeddingTable {
     pub fn new(vs: nn::Path, rows: usize, hidden: usize) -> Self {
-        let init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
-        Self { weight: (vs / "embedding_table").var("weight", &[rows as i64, hidden as i64], init) }
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        Self {
+            weight: (vs / "embedding_table").var("weight", &[rows as i64, hidden as i64], init),
+        }
     }
 
     /// Rows for `index` (i64 [B]) → [B, D].

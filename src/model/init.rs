@@ -7,10 +7,17 @@ use tch::nn;
 pub fn linear(vs: nn::Path, in_dim: usize, out_dim: usize, weight_init: WeightInit) -> nn::Linear {
     let ws_init = match weight_init {
         WeightInit::Xavier => xavier_uniform(in_dim, out_dim),
-        WeightInit::Normal002 => nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+        WeightInit::Normal002 => nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
         WeightInit::Zero => nn::Init::Const(0.0),
     };
-    let config = nn::LinearConfig { ws_init, bs_init: Some(nn::Init::Const(0.0)), bias: true };
+    let config = nn::LinearConfig {
+        ws_init,
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
     nn::linear(vs, in_dim as i64, out_dim as i64, config)
 }
 
@@ -24,5 +31,8 @@ pub enum WeightInit {
 /// Glorot & Bengio (2010): U(±sqrt(6 / (fan_in + fan_out))).
 pub fn xavier_uniform(fan_in: usize, fan_out: usize) -> nn::Init {
     let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
-    nn::Init::Uniform { lo: -bound, up: bound }
+    nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
 }

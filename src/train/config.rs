@@ -81,7 +81,8 @@ impl TrainConfig {
         if step < decay_start || total <= decay_start {
             return self.lr;
         }
-        let progress = (step - decay_start) as f64 / (total - decay_start) as f64;
+        // The last step runs at lr_min.
+        let progress = (step + 1 - decay_start) as f64 / (total - decay_start) as f64;
         self.lr_min + 0.5 * (self.lr - self.lr_min) * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 
@@ -110,7 +111,10 @@ impl TrainConfig {
             return Err("batch size must be at least 1".into());
         }
         if !(self.lr > 0.0) || !(self.lr_min >= 0.0) {
-            return Err(format!("learning rates must be positive (lr {}, lr_min {})", self.lr, self.lr_min));
+            return Err(format!(
+                "learning rates must be positive (lr {}, lr_min {})",
+                self.lr, self.lr_min
+            ));
         }
         unit("class_dropout", self.class_dropout)?;
         unit("tc_fraction", self.tc_fraction)?;
@@ -127,14 +131,17 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_holds_and_decays() {
-        let c = TrainConfig { warmup_steps: 10, ..Default::default() };
+        let c = TrainConfig {
+            warmup_steps: 10,
+            ..Default::default()
+        };
         assert_eq!(TrainConfig::default().lr_at(0, 40), 1e-4 / 4.0);
         assert!((c.lr_at(0, 100) - 1e-5).abs() < 1e-12);
         assert!((c.lr_at(9, 100) - 1e-4).abs() < 1e-12);
         assert_eq!(c.lr_at(50, 100), 1e-4);
-        assert_eq!(c.lr_at(90, 100), 1e-4);
-        assert!((c.lr_at(95, 100) - (1e-5 + 0.5 * 9e-5)).abs() < 1e-12);
-        assert!(c.lr_at(99, 100) < 1.1e-5);
+        assert_eq!(c.lr_at(89, 100), 1e-4);
+        assert!((c.lr_at(94, 100) - (1e-5 + 0.5 * 9e-5)).abs() < 1e-12);
+        assert!((c.lr_at(99, 100) - 1e-5).abs() < 1e-12);
     }
 
     #[test]

@@ -67,7 +67,9 @@ impl Trainer {
         let model = Dit::new(&vs.root(), &model_config);
         let mut ema_vs = nn::VarStore::new(Device::Cpu);
         let ema = Dit::new(&ema_vs.root(), &model_config);
-        ema_vs.copy(&vs).expect("two stores of one model have the same variables");
+        ema_vs
+            .copy(&vs)
+            .expect("two stores of one model have the same variables");
         ema_vs.freeze();
         let params = trainable(&vs);
         let ema_params = named_variables(&ema_vs)
@@ -136,7 +138,10 @@ impl Trainer {
         }
         let k = Tensor::full([b], flow_level, opts);
         let dropped = Tensor::rand([b], opts).lt(self.train.class_dropout);
-        let y = y.where_self(&dropped.logical_not(), &Tensor::full_like(y, cfg.num_classes as i64));
+        let y = y.where_self(
+            &dropped.logical_not(),
+            &Tensor::full_like(y, cfg.num_classes as i64),
+        );
 
         // Time consistency: level k0, t on the grid of step 2d = 1/2^k0.
         let k0 = Tensor::randint(cfg.flow_level() as i64, [tc as i64], (Kind::Int64, Device::Cpu));
@@ -157,7 +162,9 @@ impl Trainer {
                 let (xs, ts, ys, ls) = (part(&x_t), part(&t), part(&y), part(&lengths));
                 let v1 = self.ema.forward(&xs, &ts, &k_fine, &ys, Lengths::PerSample(&ls));
                 let x_mid = &xs + &v1 * d.view([tc as i64, 1, 1, 1]);
-                let v2 = self.ema.forward(&x_mid, &(&ts + &d), &k_fine, &ys, Lengths::PerSample(&ls));
+                let v2 = self
+                    .ema
+                    .forward(&x_mid, &(&ts + &d), &k_fine, &ys, Lengths::PerSample(&ls));
                 let _ = part(&target).copy_(&((v1 + v2) * 0.5));
             }
             if lc > 0 {
@@ -174,7 +181,16 @@ impl Trainer {
             }
             target
         });
-        Batch { x_t, t, k, y, lengths, target, tc, lc }
+        Batch {
+            x_t,
+            t,
+            k,
+            y,
+            lengths,
+            target,
+            tc,
+            lc,
+        }
     }
 
     /// Lengths drawn uniformly from the valid ones (full depth for the baselines).
@@ -184,17 +200,26 @@ impl Trainer {
             return Tensor::full([n], cfg.depth as i64, (Kind::Int64, Device::Cpu));
         }
         let choices = cfg.valid_lengths().len() as i64;
-        Tensor::randint(choices, [n], (Kind::Int64, Device::Cpu)) * cfg.group_size as i64 + cfg.depth_min as i64
+        Tensor::randint(choices, [n], (Kind::Int64, Device::Cpu)) * cfg.group_size as i64
+            + cfg.depth_min as i64
     }
 
     /// The loss of `batch` under θ, split into its parts.
     pub fn losses(&self, batch: &Batch) -> (Tensor, Losses) {
-        let pred =
-            self.model.forward(&batch.x_t, &batch.t, &batch.k, &batch.y, Lengths::PerSample(&batch.lengths));
+        let pred = self.model.forward(
+            &batch.x_t,
+            &batch.t,
+            &batch.k,
+            &batch.y,
+            Lengths::PerSample(&batch.lengths),
+        );
         let loss = pred.mse_loss(&batch.target, tch::Reduction::Mean);
         let parts = tch::no_grad(|| {
             let b = pred.size()[0];
-            let err = (&pred - &batch.target).square().flatten(1, -1).mean_dim(1, false, Kind::Float);
+            let err = (&pred - &batch.target)
+                .square()
+                .flatten(1, -1)
+                .mean_dim(1, false, Kind::Float);
             let mean_of = |start: i64, len: i64| {
                 if len > 0 {
                     err.narrow(0, start, len).mean(Kind::Float).double_value(&[])
@@ -237,15 +262,30 @@ impl Trainer {
             total_steps: self.total_steps,
             train: self.train.clone(),
         };
-        let mut train_state: Vec<(String, Tensor)> =
-            self.optimizer.params.iter().map(|(n, p)| (format!("param.{n}"), p.detach())).collect();
+        let mut train_state: Vec<(String, Tensor)> = self
+            .optimizer
+            .params
+            .iter()
+            .map(|(n, p)| (format!("param.{n}"), p.detach()))
+            .collect();
         train_state.extend(self.optimizer.state());
         let ema = named_variables(&self.ema_vs);
-        checkpoint::write_checkpoint(dir, &CheckpointContents { config: &config, ema: &ema, train_state, log: &self.log })
+        checkpoint::write_checkpoint(
+            dir,
+            &CheckpointContents {
+                config: &config,
+                ema: &ema,
+                train_state,
+                log: &self.log,
+            },
+        )
     }
 }
 
 /// Trainable variables sorted by name (the order AdamW and the EMA pair them in).
 fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    named_variables(vs).into_iter().filter(|(_, t)| t.requires_grad()).collect()
+    named_variables(vs)
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect()
 }

@@ -18,7 +18,15 @@ impl AdamW {
     /// `params`: the trainable tensors, by name, in a fixed order.
     pub fn new(params: Vec<(String, Tensor)>, beta1: f64, beta2: f64, weight_decay: f64) -> Self {
         let zeros = |params: &[(String, Tensor)]| params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Self { m: zeros(&params), v: zeros(&params), params, steps: 0, beta1, beta2, weight_decay }
+        Self {
+            m: zeros(&params),
+            v: zeros(&params),
+            params,
+            steps: 0,
+            beta1,
+            beta2,
+            weight_decay,
+        }
     }
 
     pub fn zero_grad(&mut self) {
@@ -38,7 +46,9 @@ impl AdamW {
                     continue;
                 }
                 let _ = m.g_mul_scalar_(self.beta1).g_add_(&(&g * (1.0 - self.beta1)));
-                let _ = v.g_mul_scalar_(self.beta2).g_add_(&(g.square() * (1.0 - self.beta2)));
+                let _ = v
+                    .g_mul_scalar_(self.beta2)
+                    .g_add_(&(g.square() * (1.0 - self.beta2)));
                 let denom = (&*v / correction2).sqrt() + 1e-8;
                 let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 let _ = p.g_sub_(&((&*m / correction1) / denom * lr));

@@ -105,3 +105,41 @@ fn train_export_sample_from_the_command_line() {
     let o = odelt(&["sample", "--engines", &p("engines"), "--length", "3", "--solver", "euler", "--steps", "4", "--n", "1"]);
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn engines_build_bench_and_budget_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
+    ok(odelt(&["train", "--data", "synthetic", "--model", "tiny", "--steps", "0", "--out", &p("ckpt")]));
+    ok(odelt(&["export", "--checkpoint", &p("ckpt"), "--out", &p("engines")]));
+    let built = ok(odelt(&["engines", "build", "--engines", &p("engines"), "--backend", "ort-cpu"]));
+    assert!(built.contains("model_l4.ort-cpu.onnx"), "{built}");
+    let json = ok(odelt(&[
+        "bench", "--engines", &p("engines"), "--batch", "1,2", "--runs", "3", "--threads", "1", "--json",
+    ]));
+    let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(lines.len(), 2 * 2, "{json}");
+    for line in &lines {
+        assert!(line["ms_median"].as_f64().expect("ms_median") > 0.0, "{line}");
+        assert!(line["length"].as_u64().is_some() && line["batch"].as_u64().is_some(), "{line}");
+        assert_eq!(line["built"], true, "{line}");
+    }
+    let manifest = odelt_runtime::Manifest::read(dir.path().join("engines").as_path()).expect("manifest");
+    assert!(manifest.lengths.iter().all(|e| e.calibration.len() == 2 && e.engines.len() == 1));
+    // A generous budget picks the largest length with the most steps.
+    let sampled = ok(odelt(&[
+        "sample", "--engines", &p("engines"), "--budget-ms", "1e9", "--solver", "euler", "--n", "1", "--threads", "1",
+        "--json",
+    ]));
+    let line: serde_json::Value = serde_json::from_str(sampled.trim()).expect("JSON line");
+    assert_eq!(line["length"], 4, "{line}");
+    assert_eq!(line["steps"], 128, "{line}");
+    // No GPU provider here: exit 1 and one line naming the packages.
+    for backend in ["tensorrt", "ort-cuda"] {
+        let o = odelt(&["engines", "build", "--engines", &p("engines"), "--backend", backend]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("onnxruntime-gpu") && !err.contains("panicked"), "{err}");
+    }
+}

@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod model;
 pub mod train;

@@ -143,3 +143,110 @@ fn engines_build_bench_and_budget_from_the_command_line() {
         assert!(err.contains("onnxruntime-gpu") && !err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn demo_draws_the_lengths_by_steps_figure_and_times_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
+    // The tiny model with three lengths (2, 4, 6), trained for a few steps.
+    let mut config = ModelConfig::tiny();
+    config.depth = 6;
+    std::fs::write(p("tiny6.json"), serde_json::to_string(&config).expect("json")).expect("config");
+    ok(odelt(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--model",
+        &p("tiny6.json"),
+        "--steps",
+        "10",
+        "--out",
+        &p("ckpt"),
+    ]));
+    let (ckpt, demo_dir) = (p("ckpt"), p("demo"));
+    let demo = |extra: &[&str]| {
+        let mut args = vec![
+            "demo",
+            "--checkpoint",
+            &ckpt,
+            "--out",
+            &demo_dir,
+            "--threads",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        odelt(&args)
+    };
+    let out = ok(demo(&["--json"]));
+    let cells: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let grid: Vec<(u64, u64)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["length"].as_u64().expect("length"),
+                c["steps"].as_u64().expect("steps"),
+            )
+        })
+        .collect();
+    // Rows: largest, middle, smallest length; columns: T_max, 4, 1.
+    assert_eq!(
+        grid,
+        [
+            (6, 128),
+            (6, 4),
+            (6, 1),
+            (4, 128),
+            (4, 4),
+            (4, 1),
+            (2, 128),
+            (2, 4),
+            (2, 1)
+        ]
+    );
+    assert_eq!(cells[0]["speedup"].as_f64(), Some(1.0), "the reference cell");
+    for c in &cells {
+        assert_eq!(c["nfe"], c["steps"], "{c}");
+        assert_eq!(c["n"], 10);
+        assert!(c["wall_ms"].as_f64().expect("wall_ms") > 0.0);
+        assert!(c["speedup"].as_f64().expect("speedup") > 0.0);
+    }
+    let png = image::open(p("demo/grid.png")).expect("png");
+    // 8×8 samples magnified ×7 to 56 px, 2 rows of 5 per cell with a 7 px label strip under
+    // each: cells of 5·56 + 4·2 = 288 by 2·63 + 2 = 128; row headers "l=6" (22 px at scale 2)
+    // with 8 px padding each side, column headers 8 + 10 + 8; 12 px between cells, 8 px margin.
+    assert_eq!(
+        (png.width(), png.height()),
+        (38 + 3 * 288 + 2 * 12 + 8, 26 + 3 * 128 + 2 * 12 + 8)
+    );
+    // A second run reuses the export and the engines.
+    let again = demo(&[]);
+    let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
+    let table = ok(again);
+    assert!(
+        stderr.contains("reusing the export") && stderr.contains("reusing the ort-cpu engines"),
+        "{stderr}"
+    );
+    assert!(
+        table.contains("speed-up") && table.lines().count() >= 11,
+        "{table}"
+    );
+}
+
+#[test]
+fn demo_without_the_shipped_model_says_how_to_train_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = Command::new(env!("CARGO_BIN_EXE_odelt"))
+        .args(["demo", "--out"])
+        .arg(dir.path().join("demo"))
+        .env("ODELT_ASSETS", dir.path())
+        .output()
+        .expect("run odelt");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("odelt demo --train"), "{stderr}");
+    assert!(!dir.path().join("demo").exists(), "nothing written");
+}

@@ -1,6 +1,7 @@
 //! `odelt …`: one module per subcommand, each with its clap `Args` and a `run`.
 
 pub mod bench;
+pub mod demo;
 pub mod engines;
 pub mod export;
 pub mod sample;
@@ -30,6 +31,9 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Sample images from exported engines with Euler or Dopri5.
     Sample(sample::SampleArgs),
+    /// The first command to run: the paper's lengths × steps figure on Fashion-MNIST, with the
+    /// latency of every cell.
+    Demo(demo::DemoArgs),
     /// Build backend engines (ort-cpu, ort-cuda, tensorrt) for an export folder.
     Engines(engines::EnginesArgs),
     /// Measure engine latency per length and batch; records calibration in the manifest.
@@ -42,6 +46,7 @@ impl Command {
             Command::Train(args) => train::run(args),
             Command::Export(args) => export::run(args),
             Command::Sample(args) => sample::run(args),
+            Command::Demo(args) => demo::run(args),
             Command::Engines(args) => engines::run(args),
             Command::Bench(args) => bench::run(args),
         }

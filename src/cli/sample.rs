@@ -300,7 +300,7 @@ fn read_npy<A: ndarray_npy::ReadableElement, D: ndarray::Dimension>(
 }
 
 /// Writes through a hidden sibling temp file and a rename: a failed run leaves no partial file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| input(format!("{}: not a file name", path.display())))?;
@@ -331,13 +331,27 @@ fn png_grid(data: &[f32], shape: [usize; 4]) -> anyhow::Result<Vec<u8>> {
             for y in 0..h {
                 for x in 0..w {
                     let v = data[((i * c + ch) * h + y) * w + x];
-                    let byte = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
-                    pixels[((gy + y) * width + gx + x) * c + ch] = byte;
+                    pixels[((gy + y) * width + gx + x) * c + ch] = to_byte(v);
                 }
             }
         }
     }
-    let color = if c == 1 {
+    encode_png(&pixels, width, height, c)
+}
+
+/// A value in [-1, 1] (clamped) → 0…255.
+pub(crate) fn to_byte(v: f32) -> u8 {
+    ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
+}
+
+/// Interleaved 8-bit pixels, 1 (grey) or 3 (RGB) channels → PNG bytes.
+pub(crate) fn encode_png(
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+) -> anyhow::Result<Vec<u8>> {
+    let color = if channels == 1 {
         image::ExtendedColorType::L8
     } else {
         image::ExtendedColorType::Rgb8
@@ -345,7 +359,7 @@ fn png_grid(data: &[f32], shape: [usize; 4]) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     image::ImageEncoder::write_image(
         image::codecs::png::PngEncoder::new(&mut bytes),
-        &pixels,
+        pixels,
         width as u32,
         height as u32,
         color,

@@ -282,24 +282,25 @@ fn optimize(
         std::fs::remove_file(dir.join(&partial_data)).ok();
     };
     let result = (|| {
+        let err = |e: ort::Error<SessionBuilder>| fail(e.to_string());
         let mut builder = session(env, options, length)?
             .with_optimization_level(options.level.ort())
-            .and_then(|b| b.with_optimized_model_path(dir.join(&partial)))
-            .and_then(|b| {
-                b.with_config_entry(
-                    "session.optimized_model_external_initializers_file_name",
-                    &partial_data,
-                )
-            })
-            .and_then(|b| {
-                b.with_config_entry(
-                    "session.optimized_model_external_initializers_min_size_in_bytes",
-                    "1024",
-                )
-            })
+            .map_err(err)?
+            .with_optimized_model_path(dir.join(&partial))
+            .map_err(err)?
+            .with_config_entry(
+                "session.optimized_model_external_initializers_file_name",
+                &partial_data,
+            )
+            .map_err(err)?
+            .with_config_entry(
+                "session.optimized_model_external_initializers_min_size_in_bytes",
+                "1024",
+            )
+            .map_err(err)?
             // Packed weights are not saved; packing them here would only cost time and memory.
-            .and_then(|b| b.with_prepacking(false))
-            .map_err(|e| fail(e.to_string()))?;
+            .with_prepacking(false)
+            .map_err(err)?;
         let session = builder
             .commit_from_file(dir.join(&entry.file))
             .map_err(|e| fail(format!("ONNX Runtime cannot optimize {}: {e}", entry.file)))?;

@@ -80,6 +80,10 @@ pub struct TrainArgs {
     /// CPU threads for libtorch [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Stop after this step and save, as if interrupted (the schedule still spans --steps);
+    /// continue later with --resume. For time-limited jobs and the resume test.
+    #[arg(long, value_name = "STEP")]
+    pub stop_at: Option<u64>,
 }
 
 impl TrainArgs {
@@ -149,12 +153,10 @@ pub(crate) fn run_for(args: TrainArgs, limit: Option<std::time::Duration>) -> Re
     let bar = progress_bar(args.steps, trainer.step);
     let mut order = BatchOrder::new(data.len(), trainer.train.seed);
     let mut interval = Interval::new();
-    while trainer.step < args.steps {
+    let stop = args.stop_at.unwrap_or(args.steps).min(args.steps);
+    while trainer.step < stop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            bar.println(format!(
-                "time limit reached at step {} of {}",
-                trainer.step, args.steps
-            ));
+            bar.suspend(|| eprintln!("time limit reached at step {} of {}", trainer.step, args.steps));
             break;
         }
         let indices = order.indices(trainer.step, trainer.train.batch_size);

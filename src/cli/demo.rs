@@ -181,6 +181,7 @@ fn train_fmnist(args: &DemoArgs) -> anyhow::Result<PathBuf> {
     let train_args = TrainArgs {
         data: "fashion-mnist".into(),
         data_labels: None,
+        stop_at: None,
         model: "fmnist".into(),
         steps,
         out: out.clone(),
@@ -232,11 +233,18 @@ fn export(checkpoint: &Path, engines: &Path, lengths: &[u32]) -> anyhow::Result<
     bar.finish_and_clear();
     result?;
     eprintln!(
-        "exported lengths {lengths:?} of {} to {}",
+        "exported lengths {} of {} to {}",
+        odelt_runtime::config::join(&sorted(lengths)),
         checkpoint.display(),
         engines.display()
     );
     Ok(())
+}
+
+fn sorted(values: &[u32]) -> Vec<u32> {
+    let mut values = values.to_vec();
+    values.sort_unstable();
+    values
 }
 
 fn build_engines(engines: &Path, lengths: Vec<u32>, threads: usize) -> anyhow::Result<()> {

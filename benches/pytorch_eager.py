@@ -1,0 +1,136 @@
+"""The same DiT in PyTorch eager, built from a checkpoint's model.safetensors (names and
+forward pass as DESIGN §3), timed like `odelt bench`: one forward at length l, batch B.
+Also measures the machine's sgemm rate at a DiT-sized product, same threads.
+
+    source scripts/env.sh
+    python benches/pytorch_eager.py --checkpoint CKPT --lengths 4,8,12 --batch 1 --threads 2 --runs 10
+    python benches/pytorch_eager.py --sgemm --threads 2
+
+Prints one JSON line per measurement (length, batch, ms_median, ms_min, ms_max) or, with
+--sgemm, the GFLOP/s of a [M,K]x[K,N] float32 matmul.
+"""
+import argparse, json, math, statistics, time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load_file(path):
+    """safetensors without the safetensors package: u64 header size, JSON header, raw bytes."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    dtypes = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64}
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = info["data_offsets"]
+        if info["dtype"] == "BF16":
+            u = np.frombuffer(raw, np.uint16, (hi - lo) // 2, 8 + n + lo).astype(np.uint32) << 16
+            arr = u.view(np.float32)
+        else:
+            arr = np.frombuffer(raw, dtypes[info["dtype"]], offset=8 + n + lo, count=(hi - lo) // np.dtype(dtypes[info["dtype"]]).itemsize)
+        out[name] = torch.from_numpy(arr.astype(np.float32).reshape(info["shape"]))
+    return out
+
+
+def sincos(s, dim=256):
+    half = dim // 2
+    f = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    a = s[:, None].float() * f[None]
+    return torch.cat([torch.cos(a), torch.sin(a)], dim=-1)
+
+
+class Dit(torch.nn.Module):
+    def __init__(self, cfg, w):
+        super().__init__()
+        self.cfg, self.w = cfg, w
+
+    def lin(self, x, name):
+        return F.linear(x, self.w[name + ".weight"], self.w[name + ".bias"])
+
+    def embed(self, s, name):
+        return self.lin(F.silu(self.lin(sincos(s), name + ".mlp.0")), name + ".mlp.2")
+
+    def forward(self, x, t, k, y, l):
+        c, w = self.cfg, self.w
+        D, P, H = c["hidden_size"], c["patch_size"], c["num_heads"]
+        B = x.shape[0]
+        h = F.conv2d(x, w["x_embedder.proj.weight"], w["x_embedder.proj.bias"], stride=P)
+        h = h.flatten(2).transpose(1, 2) + w["pos_embed"]
+        cc = self.embed(t, "t_embedder") + self.embed(k, "d_embedder") + w["y_embedder.embedding_table.weight"][y]
+        cl = cc + w["l_embedder.embedding_table.weight"][l]
+        sc = F.silu(cl)
+        r, v = h, torch.zeros_like(h)
+        G = c.get("group_size", 1)
+        for i in range(l):
+            p = f"blocks.{i}"
+            s1, a1, g1, s2, a2, g2 = self.lin(sc, p + ".adaLN_modulation.1").unsqueeze(1).chunk(6, dim=-1)
+            z = F.layer_norm(r, (D,), eps=1e-6) * (1 + a1) + s1
+            N = z.shape[1]
+            qkv = self.lin(z, p + ".attn.qkv").reshape(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+            b = r + g1 * self.lin(a.transpose(1, 2).reshape(B, N, D), p + ".attn.proj")
+            z = F.layer_norm(b, (D,), eps=1e-6) * (1 + a2) + s2
+            b = b + g2 * self.lin(F.gelu(self.lin(z, p + ".mlp.fc1"), approximate="tanh"), p + ".mlp.fc2")
+            if (i + 1) % G == 0:
+                r, v = r + b, v + b
+            else:
+                r = b
+        shift, scale = self.lin(F.silu(cc), "final_layer.adaLN_modulation.1").unsqueeze(1).chunk(2, dim=-1)
+        o = self.lin(F.layer_norm(v, (D,), eps=1e-6) * (1 + scale) + shift, "final_layer.linear")
+        C, S = c["in_channels"], c["input_size"] // P
+        o = o.reshape(B, S, S, P, P, C)
+        return torch.einsum("nhwpqc->nchpwq", o).reshape(B, C, S * P, S * P)
+
+
+def timed(fn, runs, warmup):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts), min(ts), max(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--lengths", default="")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--sgemm", action="store_true")
+    ap.add_argument("--mkn", default="256,768,3072", help="sgemm sizes M,K,N (DiT-B fc1 at 256 tokens)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.set_grad_enabled(False)
+    if a.sgemm:
+        m, k, n = map(int, a.mkn.split(","))
+        x, wt = torch.randn(m, k), torch.randn(k, n)
+        med, lo, hi = timed(lambda: x @ wt, max(a.runs, 20), 5)
+        print(json.dumps({"sgemm": [m, k, n], "threads": a.threads, "ms_median": med,
+                          "gflops_median": 2 * m * k * n / med / 1e6, "gflops_best": 2 * m * k * n / lo / 1e6}))
+        return
+    cfg = json.load(open(f"{a.checkpoint}/config.json"))["model"]
+    model = Dit(cfg, load_file(f"{a.checkpoint}/model.safetensors")).eval()
+    S, C = cfg["input_size"], cfg["in_channels"]
+    x = torch.randn(a.batch, C, S, S)
+    t = torch.full((a.batch,), 0.5)
+    k = torch.full((a.batch,), float(int(math.log2(cfg.get("denoise_timesteps", 128)))))
+    y = torch.zeros(a.batch, dtype=torch.long)
+    lengths = [int(l) for l in a.lengths.split(",") if l] or [cfg["depth"]]
+    for l in lengths:
+        with torch.inference_mode():
+            med, lo, hi = timed(lambda: model(x, t, k, y, l), a.runs, a.warmup)
+        print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "length": l, "batch": a.batch,
+                          "threads": a.threads, "ms_median": med, "ms_min": lo, "ms_max": hi, "runs": a.runs}))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,5 +5,6 @@ pub mod cli;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod train;

@@ -42,8 +42,12 @@ fn onnx_runtime_matches_tch_for_every_length() {
     config.depth = 6;
     let (_vs, model) = random_checkpoint(&config, &dir.path().join("ckpt"));
     let out = dir.path().join("engines");
-    let manifest = odelt_export::export(&dir.path().join("ckpt"), &out, &ExportOptions::default()).expect("export");
-    assert_eq!(manifest.lengths.iter().map(|e| e.length).collect::<Vec<_>>(), vec![2, 4, 6]);
+    let manifest =
+        odelt_export::export(&dir.path().join("ckpt"), &out, &ExportOptions::default()).expect("export");
+    assert_eq!(
+        manifest.lengths.iter().map(|e| e.length).collect::<Vec<_>>(),
+        vec![2, 4, 6]
+    );
     assert_eq!(manifest.source.step, 7);
     let rt = Runtime::open(&out, RuntimeOptions::default()).expect("runtime");
     tch::manual_seed(5);
@@ -66,14 +70,20 @@ fn onnx_runtime_matches_tch_for_every_length() {
                 let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
                 let err = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 assert!(scale > 1e-2, "degenerate output");
-                assert!(err <= 1e-5 * scale, "l={l} batch={batch} k={level}: err {err} vs max|v| {scale}");
+                assert!(
+                    err <= 1e-5 * scale,
+                    "l={l} batch={batch} k={level}: err {err} vs max|v| {scale}"
+                );
             }
         }
     }
 }
 
 fn odelt(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_odelt")).args(args).output().expect("run odelt")
+    Command::new(env!("CARGO_BIN_EXE_odelt"))
+        .args(args)
+        .output()
+        .expect("run odelt")
 }
 
 fn ok(o: std::process::Output) -> String {
@@ -85,14 +95,48 @@ fn ok(o: std::process::Output) -> String {
 fn train_export_sample_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
-    ok(odelt(&["train", "--data", "synthetic", "--model", "tiny", "--steps", "20", "--out", &p("ckpt")]));
-    ok(odelt(&["export", "--checkpoint", &p("ckpt"), "--lengths", "2,4", "--out", &p("engines")]));
+    ok(odelt(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--model",
+        "tiny",
+        "--steps",
+        "20",
+        "--out",
+        &p("ckpt"),
+    ]));
+    ok(odelt(&[
+        "export",
+        "--checkpoint",
+        &p("ckpt"),
+        "--lengths",
+        "2,4",
+        "--out",
+        &p("engines"),
+    ]));
     for f in ["model_l2.onnx", "model_l4.onnx", "weights.bin", "manifest.json"] {
         assert!(dir.path().join("engines").join(f).is_file(), "{f}");
     }
     let json = ok(odelt(&[
-        "sample", "--engines", &p("engines"), "--length", "4", "--solver", "dopri5", "--rtol", "1e-3", "--atol",
-        "1e-3", "--n", "16", "--seed", "0", "--out", &p("grid.png"), "--json",
+        "sample",
+        "--engines",
+        &p("engines"),
+        "--length",
+        "4",
+        "--solver",
+        "dopri5",
+        "--rtol",
+        "1e-3",
+        "--atol",
+        "1e-3",
+        "--n",
+        "16",
+        "--seed",
+        "0",
+        "--out",
+        &p("grid.png"),
+        "--json",
     ]));
     let line: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
     assert_eq!(line["length"], 4);
@@ -100,9 +144,100 @@ fn train_export_sample_from_the_command_line() {
     assert!(line["nfe"].as_u64().expect("nfe") >= 6);
     let grid = image::open(p("grid.png")).expect("png");
     // 16 samples: a 4×4 grid of 8×8 images.
-    assert!(grid.width() >= 32 && grid.height() >= 32 && grid.width() == grid.height(), "{grid:?}");
+    assert!(
+        grid.width() >= 32 && grid.height() >= 32 && grid.width() == grid.height(),
+        "{grid:?}"
+    );
     // Bad input: a length that was not exported.
-    let o = odelt(&["sample", "--engines", &p("engines"), "--length", "3", "--solver", "euler", "--steps", "4", "--n", "1"]);
+    let o = odelt(&[
+        "sample",
+        "--engines",
+        &p("engines"),
+        "--length",
+        "3",
+        "--solver",
+        "euler",
+        "--steps",
+        "4",
+        "--n",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn eval_reports_quality_and_cost_per_cell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
+    ok(odelt(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--model",
+        "tiny",
+        "--steps",
+        "20",
+        "--out",
+        &p("ckpt"),
+    ]));
+    ok(odelt(&[
+        "export",
+        "--checkpoint",
+        &p("ckpt"),
+        "--out",
+        &p("engines"),
+    ]));
+    let features = p("features.onnx");
+    let trained = odelt(&[
+        "features",
+        "--data",
+        "synthetic",
+        "--model",
+        "tiny",
+        "--epochs",
+        "1",
+        "--out",
+        &features,
+    ]);
+    let log = String::from_utf8_lossy(&trained.stderr).into_owned();
+    assert!(trained.status.success() && log.contains("test accuracy"), "{log}");
+    let json = ok(odelt(&[
+        "eval",
+        "--engines",
+        &p("engines"),
+        "--data",
+        "synthetic",
+        "--n",
+        "64",
+        "--solvers",
+        "euler:1,euler:4,dopri5:1e-2",
+        "--features",
+        &features,
+        "--json",
+    ]));
+    let cells: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(cells.len(), 2 * 3, "{json}");
+    for cell in &cells {
+        let fd = cell["fd"].as_f64().expect("fd");
+        assert!(fd.is_finite() && fd >= -1e-6, "{cell}");
+        assert!(cell["ms_per_image"].as_f64().expect("ms") > 0.0);
+    }
+    assert_eq!(cells[0]["nfe"], 1);
+    assert_eq!(cells[1]["nfe"], 4);
+    assert_eq!(cells[3]["length"], 4);
+    // A missing feature network is bad input, named.
+    let o = odelt(&[
+        "eval",
+        "--engines",
+        &p("engines"),
+        "--data",
+        "synthetic",
+        "--features",
+        &p("none.onnx"),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -110,25 +245,76 @@ fn train_export_sample_from_the_command_line() {
 fn engines_build_bench_and_budget_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
-    ok(odelt(&["train", "--data", "synthetic", "--model", "tiny", "--steps", "0", "--out", &p("ckpt")]));
-    ok(odelt(&["export", "--checkpoint", &p("ckpt"), "--out", &p("engines")]));
-    let built = ok(odelt(&["engines", "build", "--engines", &p("engines"), "--backend", "ort-cpu"]));
+    ok(odelt(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--model",
+        "tiny",
+        "--steps",
+        "0",
+        "--out",
+        &p("ckpt"),
+    ]));
+    ok(odelt(&[
+        "export",
+        "--checkpoint",
+        &p("ckpt"),
+        "--out",
+        &p("engines"),
+    ]));
+    let built = ok(odelt(&[
+        "engines",
+        "build",
+        "--engines",
+        &p("engines"),
+        "--backend",
+        "ort-cpu",
+    ]));
     assert!(built.contains("model_l4.ort-cpu.onnx"), "{built}");
     let json = ok(odelt(&[
-        "bench", "--engines", &p("engines"), "--batch", "1,2", "--runs", "3", "--threads", "1", "--json",
+        "bench",
+        "--engines",
+        &p("engines"),
+        "--batch",
+        "1,2",
+        "--runs",
+        "3",
+        "--threads",
+        "1",
+        "--json",
     ]));
-    let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(lines.len(), 2 * 2, "{json}");
     for line in &lines {
         assert!(line["ms_median"].as_f64().expect("ms_median") > 0.0, "{line}");
-        assert!(line["length"].as_u64().is_some() && line["batch"].as_u64().is_some(), "{line}");
+        assert!(
+            line["length"].as_u64().is_some() && line["batch"].as_u64().is_some(),
+            "{line}"
+        );
         assert_eq!(line["built"], true, "{line}");
     }
     let manifest = odelt_runtime::Manifest::read(dir.path().join("engines").as_path()).expect("manifest");
-    assert!(manifest.lengths.iter().all(|e| e.calibration.len() == 2 && e.engines.len() == 1));
+    assert!(manifest
+        .lengths
+        .iter()
+        .all(|e| e.calibration.len() == 2 && e.engines.len() == 1));
     // A generous budget picks the largest length with the most steps.
     let sampled = ok(odelt(&[
-        "sample", "--engines", &p("engines"), "--budget-ms", "1e9", "--solver", "euler", "--n", "1", "--threads", "1",
+        "sample",
+        "--engines",
+        &p("engines"),
+        "--budget-ms",
+        "1e9",
+        "--solver",
+        "euler",
+        "--n",
+        "1",
+        "--threads",
+        "1",
         "--json",
     ]));
     let line: serde_json::Value = serde_json::from_str(sampled.trim()).expect("JSON line");
@@ -136,11 +322,21 @@ fn engines_build_bench_and_budget_from_the_command_line() {
     assert_eq!(line["steps"], 128, "{line}");
     // No GPU provider here: exit 1 and one line naming the packages.
     for backend in ["tensorrt", "ort-cuda"] {
-        let o = odelt(&["engines", "build", "--engines", &p("engines"), "--backend", backend]);
+        let o = odelt(&[
+            "engines",
+            "build",
+            "--engines",
+            &p("engines"),
+            "--backend",
+            backend,
+        ]);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
-        assert!(err.contains("onnxruntime-gpu") && !err.contains("panicked"), "{err}");
+        assert!(
+            err.contains("onnxruntime-gpu") && !err.contains("panicked"),
+            "{err}"
+        );
     }
 }
 

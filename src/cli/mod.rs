@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod demo;
 pub mod engines;
+pub mod eval;
 pub mod export;
 pub mod sample;
 pub mod train;
@@ -38,6 +39,10 @@ pub enum Command {
     Engines(engines::EnginesArgs),
     /// Measure engine latency per length and batch; records calibration in the manifest.
     Bench(bench::BenchArgs),
+    /// Sample quality (Fréchet distance) and cost over lengths × solver settings.
+    Eval(eval::EvalArgs),
+    /// Train the Fashion-MNIST feature network `odelt eval` uses and export it to ONNX.
+    Features(eval::FeaturesArgs),
 }
 
 impl Command {
@@ -49,6 +54,8 @@ impl Command {
             Command::Demo(args) => demo::run(args),
             Command::Engines(args) => engines::run(args),
             Command::Bench(args) => bench::run(args),
+            Command::Eval(args) => eval::run(args),
+            Command::Features(args) => eval::run_features(args),
         }
     }
 }

@@ -90,7 +90,8 @@ impl Dit {
                     Some(ls) => v + &b * ls.gt(i as i64).to_kind(Kind::Float).view([batch, 1, 1]),
                     None => v + &b,
                 };
-                r = r + b;
+                // Out of place: the blocks' LayerNorm saved r for the backward pass.
+                r = &r + b;
             } else {
                 r = b;
             }

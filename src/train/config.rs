@@ -110,7 +110,7 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err("batch size must be at least 1".into());
         }
-        if !(self.lr > 0.0) || !(self.lr_min >= 0.0) {
+        if self.lr.is_nan() || self.lr <= 0.0 || self.lr_min.is_nan() || self.lr_min < 0.0 {
             return Err(format!(
                 "learning rates must be positive (lr {}, lr_min {})",
                 self.lr, self.lr_min

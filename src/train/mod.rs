@@ -149,7 +149,7 @@ impl Trainer {
         let t_tc = (Tensor::rand([tc as i64], opts) * &steps_at_k0).floor() / &steps_at_k0;
         t = Tensor::cat(&[t_tc, t.narrow(0, tc as i64, b - tc as i64)], 0);
         let k_tc = k0.to_kind(Kind::Float);
-        let _ = k.narrow(0, 0, tc as i64).copy_(&k_tc);
+        k.narrow(0, 0, tc as i64).copy_(&k_tc);
 
         let tb = t.view([b, 1, 1, 1]);
         let x_t = &tb * x1 + (1.0 - &tb) * &x0;
@@ -165,7 +165,7 @@ impl Trainer {
                 let v2 = self
                     .ema
                     .forward(&x_mid, &(&ts + &d), &k_fine, &ys, Lengths::PerSample(&ls));
-                let _ = part(&target).copy_(&((v1 + v2) * 0.5));
+                part(&target).copy_(&((v1 + v2) * 0.5));
             }
             if lc > 0 {
                 let part = |x: &Tensor| x.narrow(0, b - lc as i64, lc as i64);
@@ -177,7 +177,7 @@ impl Trainer {
                     &part(&y),
                     Lengths::PerSample(&l_lc),
                 );
-                let _ = part(&target).copy_(&v);
+                part(&target).copy_(&v);
             }
             target
         });

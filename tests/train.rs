@@ -534,3 +534,47 @@ fn bad_training_input_exits_2_with_one_line() {
         "--resume",
     );
 }
+
+#[test]
+fn image_folders_and_npy_arrays_load_at_the_model_size() {
+    use odelt::data::{DataSource, Dataset, Split};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ModelConfig::tiny();
+    // Two classes of 12×16 RGB images: resized to cover 8×8, centre-cropped, made grey.
+    for (class, value) in [("a_dark", 0u8), ("b_light", 255u8)] {
+        std::fs::create_dir_all(dir.path().join(class)).expect("mkdir");
+        for i in 0..3 {
+            let img = image::RgbImage::from_pixel(16, 12, image::Rgb([value; 3]));
+            img.save(dir.path().join(class).join(format!("{i}.png")))
+                .expect("png");
+        }
+    }
+    let source = DataSource::parse(dir.path().to_str().expect("utf8"), None).expect("folder");
+    let data = Dataset::load(&source, &config, Split::Train, 0).expect("load");
+    assert_eq!(data.images.size(), [6, 1, 8, 8]);
+    assert_eq!(
+        Vec::<i64>::try_from(&data.labels).expect("labels"),
+        vec![0, 0, 0, 1, 1, 1]
+    );
+    assert_eq!(data.images.min().double_value(&[]), -1.0);
+    assert_eq!(data.images.max().double_value(&[]), 1.0);
+
+    // A .npy array with its labels.
+    let images = dir.path().join("x.npy");
+    let labels = dir.path().join("y.npy");
+    ndarray_npy::write_npy(&images, &ndarray::Array4::<f32>::from_elem((5, 1, 8, 8), 0.25)).expect("npy");
+    ndarray_npy::write_npy(&labels, &ndarray::arr1(&[0i64, 1, 2, 3, 3])).expect("npy");
+    let source = DataSource::parse(images.to_str().expect("utf8"), Some(labels.clone())).expect("npy");
+    let data = Dataset::load(&source, &config, Split::Train, 0).expect("load");
+    assert_eq!(data.images.size(), [5, 1, 8, 8]);
+    assert_eq!(
+        Vec::<i64>::try_from(&data.labels).expect("labels"),
+        vec![0, 1, 2, 3, 3]
+    );
+    // Labels beyond the model's classes are refused.
+    ndarray_npy::write_npy(&labels, &ndarray::arr1(&[0i64, 1, 2, 3, 4])).expect("npy");
+    let err = Dataset::load(&source, &config, Split::Train, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("4 classes"), "{err}");
+}

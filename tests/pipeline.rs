@@ -1,34 +1,16 @@
 //! Across the crates: a tch model exported to ONNX matches itself in ONNX Runtime, and
 //! `odelt train → export → sample` works from the command line.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-use odelt::checkpoint::named_variables;
-use odelt::model::{Dit, Lengths};
+use common::{
+    assert_bad_input, assert_exit, assert_fails, odelt, odelt_words, ok, path_arg, random_checkpoint,
+    tiny_engines, train_synthetic, words,
+};
+use odelt::model::Lengths;
 use odelt_export::ExportOptions;
 use odelt_runtime::{ModelConfig, Runtime, RuntimeOptions};
-use tch::{nn, Device, Kind, Tensor};
-
-/// Writes a checkpoint of a model whose every weight is random (nothing hides behind
-/// adaLN-Zero) and returns the model.
-fn random_checkpoint(config: &ModelConfig, dir: &Path) -> (nn::VarStore, Dit) {
-    tch::manual_seed(11);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = Dit::new(&vs.root(), config);
-    tch::no_grad(|| {
-        for (name, mut t) in vs.variables() {
-            if name != "pos_embed" {
-                t.copy_(&(t.randn_like() * 0.2));
-            }
-        }
-    });
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let meta = serde_json::json!({"format_version": 1, "step": 7, "model": config});
-    std::fs::write(dir.join("config.json"), meta.to_string()).expect("config");
-    Tensor::write_safetensors(&named_variables(&vs), dir.join("model.safetensors")).expect("weights");
-    (vs, model)
-}
+use tch::{Device, Kind, Tensor};
 
 fn to_vec(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(&t.flatten(0, -1)).expect("tensor data")
@@ -79,65 +61,25 @@ fn onnx_runtime_matches_tch_for_every_length() {
     }
 }
 
-fn odelt(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_odelt"))
-        .args(args)
-        .output()
-        .expect("run odelt")
-}
-
-fn ok(o: std::process::Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// One JSON object per line of `text`.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
 }
 
 #[test]
 fn train_export_sample_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
-    ok(odelt(&[
-        "train",
-        "--data",
-        "synthetic",
-        "--model",
-        "tiny",
-        "--steps",
-        "20",
-        "--out",
-        &p("ckpt"),
-    ]));
-    ok(odelt(&[
-        "export",
-        "--checkpoint",
-        &p("ckpt"),
-        "--lengths",
-        "2,4",
-        "--out",
-        &p("engines"),
-    ]));
+    let p = |n: &str| path_arg(dir.path(), n);
+    let engines = tiny_engines(dir.path(), 20, Some("2,4"));
     for f in ["model_l2.onnx", "model_l4.onnx", "weights.bin", "manifest.json"] {
         assert!(dir.path().join("engines").join(f).is_file(), "{f}");
     }
-    let json = ok(odelt(&[
-        "sample",
-        "--engines",
-        &p("engines"),
-        "--length",
-        "4",
-        "--solver",
-        "dopri5",
-        "--rtol",
-        "1e-3",
-        "--atol",
-        "1e-3",
-        "--n",
-        "16",
-        "--seed",
-        "0",
-        "--out",
-        &p("grid.png"),
-        "--json",
-    ]));
+    let json = ok(odelt_words(
+        "sample --length 4 --solver dopri5 --rtol 1e-3 --atol 1e-3 --n 16 --seed 0 --json",
+        &["--engines", &engines, "--out", &p("grid.png")],
+    ));
     let line: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
     assert_eq!(line["length"], 4);
     assert_eq!(line["solver"], "dopri5");
@@ -149,76 +91,32 @@ fn train_export_sample_from_the_command_line() {
         "{grid:?}"
     );
     // Bad input: a length that was not exported.
-    let o = odelt(&[
-        "sample",
-        "--engines",
-        &p("engines"),
-        "--length",
-        "3",
-        "--solver",
-        "euler",
-        "--steps",
-        "4",
-        "--n",
-        "1",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_exit(
+        odelt_words(
+            "sample --length 3 --solver euler --steps 4 --n 1",
+            &["--engines", &engines],
+        ),
+        2,
+    );
 }
 
 #[test]
 fn eval_reports_quality_and_cost_per_cell() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
-    ok(odelt(&[
-        "train",
-        "--data",
-        "synthetic",
-        "--model",
-        "tiny",
-        "--steps",
-        "20",
-        "--out",
-        &p("ckpt"),
-    ]));
-    ok(odelt(&[
-        "export",
-        "--checkpoint",
-        &p("ckpt"),
-        "--out",
-        &p("engines"),
-    ]));
+    let p = |n: &str| path_arg(dir.path(), n);
+    let engines = tiny_engines(dir.path(), 20, None);
     let features = p("features.onnx");
-    let trained = odelt(&[
-        "features",
-        "--data",
-        "synthetic",
-        "--model",
-        "tiny",
-        "--epochs",
-        "1",
-        "--out",
-        &features,
-    ]);
+    let trained = odelt_words(
+        "features --data synthetic --model tiny --epochs 1",
+        &["--out", &features],
+    );
     let log = String::from_utf8_lossy(&trained.stderr).into_owned();
     assert!(trained.status.success() && log.contains("test accuracy"), "{log}");
-    let json = ok(odelt(&[
-        "eval",
-        "--engines",
-        &p("engines"),
-        "--data",
-        "synthetic",
-        "--n",
-        "64",
-        "--solvers",
-        "euler:1,euler:4,dopri5:1e-2",
-        "--features",
-        &features,
-        "--json",
-    ]));
-    let cells: Vec<serde_json::Value> = json
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let json = ok(odelt_words(
+        "eval --data synthetic --n 64 --solvers euler:1,euler:4,dopri5:1e-2 --json",
+        &["--engines", &engines, "--features", &features],
+    ));
+    let cells = json_lines(&json);
     assert_eq!(cells.len(), 2 * 3, "{json}");
     for cell in &cells {
         let fd = cell["fd"].as_f64().expect("fd");
@@ -229,65 +127,30 @@ fn eval_reports_quality_and_cost_per_cell() {
     assert_eq!(cells[1]["nfe"], 4);
     assert_eq!(cells[3]["length"], 4);
     // A missing feature network is bad input, named.
-    let o = odelt(&[
-        "eval",
-        "--engines",
-        &p("engines"),
-        "--data",
-        "synthetic",
-        "--features",
-        &p("none.onnx"),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let missing = p("none.onnx");
+    assert_exit(
+        odelt_words(
+            "eval --data synthetic",
+            &["--engines", &engines, "--features", &missing],
+        ),
+        2,
+    );
 }
 
 #[test]
 fn engines_build_bench_and_budget_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
-    ok(odelt(&[
-        "train",
-        "--data",
-        "synthetic",
-        "--model",
-        "tiny",
-        "--steps",
-        "0",
-        "--out",
-        &p("ckpt"),
-    ]));
-    ok(odelt(&[
-        "export",
-        "--checkpoint",
-        &p("ckpt"),
-        "--out",
-        &p("engines"),
-    ]));
-    let built = ok(odelt(&[
-        "engines",
-        "build",
-        "--engines",
-        &p("engines"),
-        "--backend",
-        "ort-cpu",
-    ]));
+    let engines = tiny_engines(dir.path(), 0, None);
+    let built = ok(odelt_words(
+        "engines build --backend ort-cpu",
+        &["--engines", &engines],
+    ));
     assert!(built.contains("model_l4.ort-cpu.onnx"), "{built}");
-    let json = ok(odelt(&[
-        "bench",
-        "--engines",
-        &p("engines"),
-        "--batch",
-        "1,2",
-        "--runs",
-        "3",
-        "--threads",
-        "1",
-        "--json",
-    ]));
-    let lines: Vec<serde_json::Value> = json
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let json = ok(odelt_words(
+        "bench --batch 1,2 --runs 3 --threads 1 --json",
+        &["--engines", &engines],
+    ));
+    let lines = json_lines(&json);
     assert_eq!(lines.len(), 2 * 2, "{json}");
     for line in &lines {
         assert!(line["ms_median"].as_f64().expect("ms_median") > 0.0, "{line}");
@@ -303,62 +166,33 @@ fn engines_build_bench_and_budget_from_the_command_line() {
         .iter()
         .all(|e| e.calibration.len() == 2 && e.engines.len() == 1));
     // A generous budget picks the largest length with the most steps.
-    let sampled = ok(odelt(&[
-        "sample",
-        "--engines",
-        &p("engines"),
-        "--budget-ms",
-        "1e9",
-        "--solver",
-        "euler",
-        "--n",
-        "1",
-        "--threads",
-        "1",
-        "--json",
-    ]));
+    let sampled = ok(odelt_words(
+        "sample --budget-ms 1e9 --solver euler --n 1 --threads 1 --json",
+        &["--engines", &engines],
+    ));
     let line: serde_json::Value = serde_json::from_str(sampled.trim()).expect("JSON line");
     assert_eq!(line["length"], 4, "{line}");
     assert_eq!(line["steps"], 128, "{line}");
     // No GPU provider here: exit 1 and one line naming the packages.
     for backend in ["tensorrt", "ort-cuda"] {
-        let o = odelt(&[
-            "engines",
-            "build",
-            "--engines",
-            &p("engines"),
-            "--backend",
-            backend,
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(o.status.code(), Some(1), "{err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-        assert!(
-            err.contains("onnxruntime-gpu") && !err.contains("panicked"),
-            "{err}"
-        );
+        let args = [
+            &words("engines build --backend")[..],
+            &[backend, "--engines", &engines],
+        ]
+        .concat();
+        assert_fails(&args, &[], 1, "onnxruntime-gpu");
     }
 }
 
 #[test]
 fn demo_draws_the_lengths_by_steps_figure_and_times_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
+    let p = |n: &str| path_arg(dir.path(), n);
     // The tiny model with three lengths (2, 4, 6), trained for a few steps.
     let mut config = ModelConfig::tiny();
     config.depth = 6;
     std::fs::write(p("tiny6.json"), serde_json::to_string(&config).expect("json")).expect("config");
-    ok(odelt(&[
-        "train",
-        "--data",
-        "synthetic",
-        "--model",
-        &p("tiny6.json"),
-        "--steps",
-        "10",
-        "--out",
-        &p("ckpt"),
-    ]));
+    train_synthetic(&p("tiny6.json"), 10, &p("ckpt"));
     let (ckpt, demo_dir) = (p("ckpt"), p("demo"));
     let demo = |extra: &[&str]| {
         let mut args = vec![
@@ -374,10 +208,7 @@ fn demo_draws_the_lengths_by_steps_figure_and_times_it() {
         odelt(&args)
     };
     let out = ok(demo(&["--json"]));
-    let cells: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+    let cells = json_lines(&out);
     let grid: Vec<(u64, u64)> = cells
         .iter()
         .map(|c| {
@@ -434,15 +265,11 @@ fn demo_draws_the_lengths_by_steps_figure_and_times_it() {
 #[test]
 fn demo_without_the_shipped_model_says_how_to_train_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let o = Command::new(env!("CARGO_BIN_EXE_odelt"))
-        .args(["demo", "--out"])
-        .arg(dir.path().join("demo"))
-        .env("ODELT_ASSETS", dir.path())
-        .output()
-        .expect("run odelt");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("odelt demo --train"), "{stderr}");
+    let assets = dir.path().to_str().expect("utf8");
+    assert_bad_input(
+        &["demo", "--out", &path_arg(dir.path(), "demo")],
+        &[("ODELT_ASSETS", assets)],
+        "odelt demo --train",
+    );
     assert!(!dir.path().join("demo").exists(), "nothing written");
 }

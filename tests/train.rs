@@ -1,8 +1,10 @@
 //! The tch model against DESIGN §3, Algorithm 1's loss terms, checkpoints and `odelt train`.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::{assert_bad_input, odelt, ok, path_arg, random_model, train_synthetic, words};
 use odelt::checkpoint::{self, load_weights, NamedTensors};
 use odelt::model::{Dit, Lengths};
 use odelt::train::{TrainConfig, Trainer};
@@ -11,22 +13,6 @@ use tch::{nn, Device, Kind, Tensor};
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
-}
-
-/// A tiny model whose every weight (adaLN and final layer included) is random, so no term of
-/// the forward pass hides behind a zero.
-fn random_model(config: &ModelConfig, seed: i64) -> (nn::VarStore, Dit) {
-    tch::manual_seed(seed);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = Dit::new(&vs.root(), config);
-    tch::no_grad(|| {
-        for (name, mut t) in vs.variables() {
-            if name != "pos_embed" {
-                t.copy_(&(t.randn_like() * 0.2));
-            }
-        }
-    });
-    (vs, model)
 }
 
 fn inputs(config: &ModelConfig, b: i64, seed: i64) -> (Tensor, Tensor, Tensor, Tensor) {
@@ -330,13 +316,6 @@ fn checkpoint_round_trips_the_ema_weights() {
 
 // ---- the command line ----
 
-fn odelt(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_odelt"))
-        .args(args)
-        .output()
-        .expect("run odelt")
-}
-
 fn log_losses(dir: &Path) -> Vec<f64> {
     let text = std::fs::read_to_string(dir.join("train_log.csv")).expect("train_log.csv");
     assert!(text.starts_with("step,loss,loss_fm,loss_tc,loss_lc,lr,samples_per_s"));
@@ -350,18 +329,7 @@ fn log_losses(dir: &Path) -> Vec<f64> {
 fn train_on_synthetic_writes_a_checkpoint_with_falling_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("x");
-    let o = odelt(&[
-        "train",
-        "--data",
-        "synthetic",
-        "--model",
-        "tiny",
-        "--steps",
-        "40",
-        "--out",
-        out.to_str().expect("utf8"),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train_synthetic("tiny", 40, out.to_str().expect("utf8"));
     let losses = log_losses(&out);
     assert_eq!(losses.len(), 4);
     assert!(losses[3] < 0.9 * losses[0], "loss did not fall: {losses:?}");
@@ -382,23 +350,9 @@ fn train_on_synthetic_writes_a_checkpoint_with_falling_loss() {
 #[test]
 fn resume_equals_an_uninterrupted_run() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
-    let common = [
-        "--data",
-        "synthetic",
-        "--model",
-        "tiny",
-        "--threads",
-        "1",
-        "--batch-size",
-        "8",
-        "--log-every",
-        "1",
-    ];
-    let run = |extra: &[&str]| {
-        let o = odelt(&[&["train"], &common[..], extra].concat());
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
+    let path = |n: &str| path_arg(dir.path(), n);
+    let common = words("train --data synthetic --model tiny --threads 1 --batch-size 8 --log-every 1");
+    let run = |extra: &[&str]| ok(odelt(&[&common[..], extra].concat()));
     run(&["--steps", "6", "--out", &path("whole")]);
     run(&["--steps", "6", "--stop-at", "3", "--out", &path("split")]);
     run(&["--steps", "6", "--out", &path("split"), "--resume"]);
@@ -420,18 +374,7 @@ fn resume_equals_an_uninterrupted_run() {
 fn steps_zero_writes_the_initialised_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("init");
-    let o = odelt(&[
-        "train",
-        "--data",
-        "synthetic",
-        "--model",
-        "tiny",
-        "--steps",
-        "0",
-        "--out",
-        out.to_str().expect("utf8"),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train_synthetic("tiny", 0, out.to_str().expect("utf8"));
     let w = NamedTensors::read(&out.join("model.safetensors")).expect("weights");
     // adaLN-Zero: the final layer starts at zero, the embedders do not.
     assert_eq!(
@@ -452,84 +395,54 @@ fn steps_zero_writes_the_initialised_checkpoint() {
     );
 }
 
-/// Exit code 2 and a single line naming the problem.
-fn assert_bad_input(args: &[&str], envs: &[(&str, &str)], needle: &str) {
-    let o = Command::new(env!("CARGO_BIN_EXE_odelt"))
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(
-        stderr.contains(needle),
-        "{args:?}: expected '{needle}' in: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
 #[test]
 fn bad_training_input_exits_2_with_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_string();
+    let p = |n: &str| path_arg(dir.path(), n);
     let out = p("out");
-    let base = |data: &str, model: &str| {
-        vec![
+    let call = |data: &str, model: &str, envs: &[(&str, &str)], needle: &str| {
+        let args = [
             "train", "--data", data, "--model", model, "--steps", "1", "--out", &out,
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>()
-    };
-    let call = |args: &[String], envs: &[(&str, &str)], needle: &str| {
-        assert_bad_input(&args.iter().map(String::as_str).collect::<Vec<_>>(), envs, needle)
+        ];
+        assert_bad_input(&args, envs, needle)
     };
     // Missing data.
     call(
-        &base("fashion-mnist", "fmnist"),
+        "fashion-mnist",
+        "fmnist",
         &[("ODELT_FASHION_MNIST", "/nonexistent")],
         "dataset-fashion-mnist",
     );
-    call(&base(&p("nothing.npy"), "tiny"), &[], "nothing.npy");
+    call(&p("nothing.npy"), "tiny", &[], "nothing.npy");
     // Wrong image size: 4×4 images for the 8×8 tiny model.
     let npy = p("small.npy");
     ndarray_npy::write_npy(&npy, &ndarray::Array4::<f32>::zeros((3, 1, 4, 4))).expect("npy");
-    call(&base(&npy, "tiny"), &[], "model expects [N, 1, 8, 8]");
+    call(&npy, "tiny", &[], "model expects [N, 1, 8, 8]");
     // Invalid config.
     let bad = p("bad.json");
     let mut c = serde_json::to_value(ModelConfig::tiny()).expect("json");
     c["depth"] = 5.into();
     std::fs::write(&bad, c.to_string()).expect("write");
-    call(&base("synthetic", &bad), &[], "multiples of group_size");
-    call(&base("synthetic", "no-such-preset"), &[], "unknown model");
+    call("synthetic", &bad, &[], "multiples of group_size");
+    call("synthetic", "no-such-preset", &[], "unknown model");
     // Corrupt checkpoint.
     let ckpt = p("ckpt");
-    let o = odelt(&["train", "--data", "synthetic", "--steps", "1", "--out", &ckpt]);
-    assert!(o.status.success());
+    // The default model is the tiny preset.
+    train_synthetic("tiny", 1, &ckpt);
     std::fs::write(dir.path().join("ckpt/train_state.safetensors"), b"garbage").expect("write");
     let resume = [
-        "train",
-        "--data",
-        "synthetic",
-        "--steps",
-        "2",
-        "--out",
-        &ckpt,
-        "--resume",
-    ];
+        &words("train --data synthetic --steps 2 --resume")[..],
+        &["--out", &ckpt],
+    ]
+    .concat();
     assert_bad_input(&resume, &[], "train_state.safetensors");
     std::fs::write(dir.path().join("ckpt/config.json"), b"{").expect("write");
     assert_bad_input(&resume, &[], "config.json");
     // Refuses to overwrite a checkpoint without --resume.
     let fresh = p("fresh");
-    assert!(
-        odelt(&["train", "--data", "synthetic", "--steps", "0", "--out", &fresh])
-            .status
-            .success()
-    );
+    train_synthetic("tiny", 0, &fresh);
     assert_bad_input(
-        &["train", "--data", "synthetic", "--steps", "1", "--out", &fresh],
+        &[&words("train --data synthetic --steps 1 --out")[..], &[&fresh]].concat(),
         &[],
         "--resume",
     );

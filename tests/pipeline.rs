@@ -52,6 +52,10 @@ fn onnx_runtime_matches_tch_for_every_length() {
                 let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
                 let err = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 assert!(scale > 1e-2, "degenerate output");
+                eprintln!(
+                    "l={l} batch={batch} k={level}: max abs error / max|v| = {:.2e}",
+                    err / scale
+                );
                 assert!(
                     err <= 1e-5 * scale,
                     "l={l} batch={batch} k={level}: err {err} vs max|v| {scale}"

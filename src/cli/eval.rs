@@ -68,6 +68,9 @@ pub struct Cell {
     pub ms_per_image: f64,
     /// Bytes of weights the engine of this length loads.
     pub weight_mb: f64,
+    /// Peak resident memory of the process while this length's engine was open (Linux), MB.
+    /// It includes what the CLI itself holds: libtorch, the held-out data, the feature network.
+    pub peak_rss_mb: Option<f64>,
 }
 
 fn parse_solver(spec: &str) -> Result<SolverChoice> {
@@ -152,7 +155,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let labels: Vec<i64> = (0..args.n as i64).map(|i| i % model.num_classes as i64).collect();
     let bar = ProgressBar::new((lengths.len() * solvers.len()) as u64);
     let mut cells = Vec::new();
+    drop(rt);
     for &length in &lengths {
+        // A runtime per length, so each length's peak memory is its own.
+        reset_peak_rss();
+        let rt = Runtime::open(&args.engines, options.clone())?;
         for (name, solver) in &solvers {
             bar.set_message(format!("l={length} {name}"));
             let req = SampleRequest::new(args.n, solver.clone())
@@ -168,6 +175,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 fd: frechet_distance(&generated, &reference),
                 ms_per_image: samples.wall.as_secs_f64() * 1e3 / args.n as f64,
                 weight_mb: rt.manifest().entry(length)?.weight_bytes as f64 / 1e6,
+                peak_rss_mb: peak_rss_mb(),
             };
             if args.json {
                 bar.suspend(|| println!("{}", serde_json::to_string(&cell).expect("a cell serialises")));
@@ -186,15 +194,35 @@ pub fn run(args: EvalArgs) -> Result<()> {
 fn markdown_table(cells: &[Cell], n: usize, reference: usize) -> String {
     let mut out = format!(
         "Fréchet distance of {n} samples to {reference} held-out images (lower is better)\n\n\
-         | length | solver | NFE | FD | ms/image | weights MB |\n|---:|---|---:|---:|---:|---:|\n"
+         | length | solver | NFE | FD | ms/image | weights MB | peak RSS MB |\n|---:|---|---:|---:|---:|---:|---:|\n"
     );
     for c in cells {
         out.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {:.2} | {:.1} |\n",
-            c.length, c.solver, c.nfe, c.fd, c.ms_per_image, c.weight_mb
+            "| {} | {} | {} | {:.3} | {:.2} | {:.1} | {} |\n",
+            c.length,
+            c.solver,
+            c.nfe,
+            c.fd,
+            c.ms_per_image,
+            c.weight_mb,
+            c.peak_rss_mb.map_or("–".into(), |mb| format!("{mb:.0}"))
         ));
     }
     out
+}
+
+/// Starts a new peak: Linux resets VmHWM to the current RSS when 5 is written to clear_refs.
+fn reset_peak_rss() {
+    // Elsewhere the file does not exist and the peaks are simply cumulative.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// VmHWM of this process in MB, where /proc provides it.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 #[derive(Debug, clap::Args)]

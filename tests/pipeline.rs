@@ -277,3 +277,50 @@ fn demo_without_the_shipped_model_says_how_to_train_one() {
     );
     assert!(!dir.path().join("demo").exists(), "nothing written");
 }
+
+#[test]
+fn sample_reports_bad_input_and_run_time_failures_in_one_line() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/runtime/tests/data");
+    let (linear, nan) = (format!("{data}/linear"), format!("{data}/nan"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = |engines: &str, rest: &str| {
+        let mut args = vec!["sample", "--engines", engines];
+        args.extend(words(rest));
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let check = |args: Vec<String>, code: i32, needle: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_fails(&args, &[], code, needle)
+    };
+    let euler = "--length 2 --solver euler --n 2";
+    check(sample(&linear, &format!("{euler} --steps 0")), 2, "steps");
+    check(
+        sample(&linear, "--length 2 --solver dopri5 --rtol 0 --atol 1e-3 --n 2"),
+        2,
+        "rtol",
+    );
+    check(
+        sample(&linear, "--length 3 --solver euler --steps 2 --n 2"),
+        2,
+        "length 3",
+    );
+    let missing = path_arg(dir.path(), "missing");
+    check(sample(&missing, &format!("{euler} --steps 2")), 2, "missing");
+    // Noise of the wrong size: 3 samples' worth for --n 2.
+    let noise = path_arg(dir.path(), "x0.npy");
+    ndarray_npy::write_npy(&noise, &ndarray::Array4::<f32>::zeros((3, 1, 4, 4))).expect("npy");
+    check(
+        sample(&linear, &format!("{euler} --steps 2 --noise {noise}")),
+        2,
+        "noise",
+    );
+    // A corrupt manifest.
+    let corrupt = path_arg(dir.path(), "corrupt");
+    std::fs::create_dir_all(&corrupt).expect("mkdir");
+    std::fs::write(dir.path().join("corrupt/manifest.json"), "{").expect("write");
+    check(sample(&corrupt, &format!("{euler} --steps 2")), 2, "manifest");
+    // NaN from the model is a run-time failure, and nothing is written.
+    let out = path_arg(dir.path(), "nan.png");
+    check(sample(&nan, &format!("{euler} --steps 2 --out {out}")), 1, "NaN");
+    assert!(!dir.path().join("nan.png").exists());
+}

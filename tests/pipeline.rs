@@ -324,3 +324,44 @@ fn sample_reports_bad_input_and_run_time_failures_in_one_line() {
     check(sample(&nan, &format!("{euler} --steps 2 --out {out}")), 1, "NaN");
     assert!(!dir.path().join("nan.png").exists());
 }
+
+/// README's main job: `odelt demo` on the shipped Fashion-MNIST model.
+#[test]
+fn demo_runs_on_the_shipped_model() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fmnist/model.safetensors");
+    assert!(
+        std::path::Path::new(shipped).is_file(),
+        "the shipped model is missing: {shipped}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = ok(odelt(&["demo", "--out", &path_arg(dir.path(), "demo"), "--json"]));
+    let cells = json_lines(&out);
+    let grid: Vec<(u64, u64)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["length"].as_u64().expect("length"),
+                c["steps"].as_u64().expect("steps"),
+            )
+        })
+        .collect();
+    let want = [
+        (12, 128),
+        (12, 4),
+        (12, 1),
+        (8, 128),
+        (8, 4),
+        (8, 1),
+        (4, 128),
+        (4, 4),
+        (4, 1),
+    ];
+    assert_eq!(grid, want);
+    // One step of the shortest model is far cheaper than 128 steps of the full one.
+    assert!(
+        cells[8]["speedup"].as_f64().expect("speedup") > 10.0,
+        "{}",
+        cells[8]
+    );
+    assert!(dir.path().join("demo/grid.png").is_file());
+}

@@ -213,15 +213,7 @@ fn demo_draws_the_lengths_by_steps_figure_and_times_it() {
     };
     let out = ok(demo(&["--json"]));
     let cells = json_lines(&out);
-    let grid: Vec<(u64, u64)> = cells
-        .iter()
-        .map(|c| {
-            (
-                c["length"].as_u64().expect("length"),
-                c["steps"].as_u64().expect("steps"),
-            )
-        })
-        .collect();
+    let grid = length_steps(&cells);
     // Rows: largest, middle, smallest length; columns: T_max, 4, 1.
     assert_eq!(
         grid,
@@ -325,6 +317,15 @@ fn sample_reports_bad_input_and_run_time_failures_in_one_line() {
     assert!(!dir.path().join("nan.png").exists());
 }
 
+/// (length, steps) of each demo cell, in order.
+fn length_steps(cells: &[serde_json::Value]) -> Vec<(u64, u64)> {
+    let field = |c: &serde_json::Value, k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}"));
+    cells
+        .iter()
+        .map(|c| (field(c, "length"), field(c, "steps")))
+        .collect()
+}
+
 /// README's main job: `odelt demo` on the shipped Fashion-MNIST model.
 #[test]
 fn demo_runs_on_the_shipped_model() {
@@ -336,15 +337,7 @@ fn demo_runs_on_the_shipped_model() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = ok(odelt(&["demo", "--out", &path_arg(dir.path(), "demo"), "--json"]));
     let cells = json_lines(&out);
-    let grid: Vec<(u64, u64)> = cells
-        .iter()
-        .map(|c| {
-            (
-                c["length"].as_u64().expect("length"),
-                c["steps"].as_u64().expect("steps"),
-            )
-        })
-        .collect();
+    let grid = length_steps(&cells);
     let want = [
         (12, 128),
         (12, 4),

@@ -99,11 +99,12 @@ struct Files<'a> {
 impl Files<'_> {
     fn read(&mut self, r: &ExternalRef, buf: &mut Vec<u8>) -> Result<()> {
         let path = self.dir.join(&r.location);
-        if !self.open.contains_key(&r.location) {
-            let file = File::open(&path).map_err(Error::io(&path))?;
-            self.open.insert(r.location.clone(), file);
-        }
-        let file = self.open.get_mut(&r.location).expect("inserted above");
+        let file = match self.open.entry(r.location.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(File::open(&path).map_err(Error::io(&path))?)
+            }
+        };
         buf.resize(r.length as usize, 0);
         file.seek(SeekFrom::Start(r.offset)).map_err(Error::io(&path))?;
         file.read_exact(buf).map_err(Error::io(&path))

@@ -43,6 +43,9 @@ pub enum Error {
     NonFinite { path: String, name: String, value: f32 },
     #[error("output folder {0} exists and is not an odelt export (no manifest.json); choose another --out or remove it")]
     OutputNotExport(String),
+    /// A broken invariant of the exporter itself, reported rather than panicking.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("{path}: {source}")]
     Write {
         path: String,
@@ -64,7 +67,7 @@ impl Error {
             | Error::TensorDtype { .. }
             | Error::NonFinite { .. }
             | Error::OutputNotExport(_) => true,
-            Error::Write { .. } => false,
+            Error::Write { .. } | Error::Internal(_) => false,
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use protobuf::Message;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{Attr, Dim, Elem, GraphBuilder};
 
 /// One 3×3 convolution (padding 1): weight [out, in, 3, 3] and bias [out], row-major f32.
@@ -54,7 +54,8 @@ pub fn write_feature_net(convs: &[Conv3x3], image_shape: [usize; 3], path: &Path
         &[batch, Dim::Fixed(features), Dim::Fixed(1), Dim::Fixed(1)],
     );
     let model = g.finish("odelt_features", "odelt eval feature network", &[]);
-    // Serialisation fails only past protobuf's 2 GiB limit; this net is well under 1 MiB.
-    let bytes = model.write_to_bytes().expect("a small ONNX model serialises");
+    let bytes = model
+        .write_to_bytes()
+        .map_err(|e| Error::Internal(format!("cannot serialise the feature network: {e}")))?;
     Ok(odelt_runtime::manifest::write_atomic(path, &bytes)?)
 }

@@ -122,7 +122,9 @@ pub fn export_with_progress(
 
     let staging = Staging::new(out)?;
     let weights_path = staging.path.join(WEIGHTS_FILE);
-    let max_length = *lengths.last().expect("at least one length");
+    let max_length = *lengths
+        .last()
+        .ok_or_else(|| Error::InvalidArgument("no lengths to export".into()))?;
     let mut writer = WeightsWriter::create(&weights_path)?;
     for (name, shape) in expected_tensors(&cfg) {
         if block_index(&name).is_some_and(|i| i >= max_length) {
@@ -154,7 +156,7 @@ pub fn export_with_progress(
         let (model, externals) = dit::build(&cfg, length, &stored, precision, WEIGHTS_FILE);
         let bytes = model
             .write_to_bytes()
-            .expect("an ONNX model with external weights always serializes");
+            .map_err(|e| Error::Internal(format!("cannot serialise the l={length} graph: {e}")))?;
         let file = graph_file(length);
         let path = staging.path.join(&file);
         std::fs::write(&path, &bytes).map_err(|e| Error::write(&path, e))?;
@@ -192,7 +194,8 @@ pub fn export_with_progress(
         weights_bytes,
         lengths: entries,
     };
-    let text = serde_json::to_string_pretty(&manifest).expect("a manifest always serializes");
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| Error::Internal(format!("cannot serialise the manifest: {e}")))?;
     let manifest_path = staging.path.join(MANIFEST_FILE);
     std::fs::write(&manifest_path, text).map_err(|e| Error::write(&manifest_path, e))?;
     staging.commit(out)?;

@@ -591,7 +591,13 @@ impl Engine {
         for (slot, pos) in self.order.iter().enumerate() {
             positional[*pos] = named[slot].take();
         }
-        let inputs = positional.map(|v| v.expect("every position filled: order is a permutation"));
+        let [Some(i0), Some(i1), Some(i2), Some(i3)] = positional else {
+            return Err(Error::Internal(format!(
+                "length {}: input order {:?} is not a permutation",
+                self.length, self.order
+            )));
+        };
+        let inputs = [i0, i1, i2, i3];
 
         let wait = Instant::now();
         let mut pooled = self.pool.acquire(|| self.create_session())?;
@@ -599,7 +605,7 @@ impl Engine {
         let session = pooled
             .session
             .as_mut()
-            .expect("a pooled session is present until dropped");
+            .ok_or_else(|| Error::Internal("a pooled session went missing".into()))?;
         let outputs = session.run(inputs).map_err(backend)?;
         let v = outputs
             .get("v")

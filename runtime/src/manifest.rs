@@ -112,27 +112,31 @@ impl Manifest {
 
     /// Writes `DIR/manifest.json` atomically (temp file, then rename).
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("a manifest always serializes");
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Internal(format!("cannot serialise the manifest: {e}")))?;
         write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes())
     }
 
     pub fn entry(&self, length: u32) -> Result<&LengthEntry> {
-        self.lengths.iter().find(|e| e.length == length).ok_or_else(|| {
-            let have: Vec<u32> = self.lengths.iter().map(|e| e.length).collect();
-            Error::InvalidArgument(format!(
-                "length {length} is not exported here; exported lengths: {}",
-                crate::config::join(&have)
-            ))
-        })
+        self.lengths
+            .iter()
+            .find(|e| e.length == length)
+            .ok_or_else(|| self.not_exported(length))
     }
 
     pub fn entry_mut(&mut self, length: u32) -> Result<&mut LengthEntry> {
-        self.entry(length)?;
-        Ok(self
-            .lengths
-            .iter_mut()
-            .find(|e| e.length == length)
-            .expect("checked above"))
+        match self.lengths.iter().position(|e| e.length == length) {
+            Some(i) => Ok(&mut self.lengths[i]),
+            None => Err(self.not_exported(length)),
+        }
+    }
+
+    fn not_exported(&self, length: u32) -> Error {
+        let have: Vec<u32> = self.lengths.iter().map(|e| e.length).collect();
+        Error::InvalidArgument(format!(
+            "length {length} is not exported here; exported lengths: {}",
+            crate::config::join(&have)
+        ))
     }
 
     pub fn largest_length(&self) -> Option<u32> {

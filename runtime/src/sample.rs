@@ -465,7 +465,11 @@ impl Runtime {
                 self.dir().display()
             );
         }
-        let (length, eval_ms) = cheapest.expect("calibrated implies a cheapest length");
+        let Some((length, eval_ms)) = cheapest else {
+            return Err(Error::Internal(
+                "calibration present but no length was priced".into(),
+            ));
+        };
         let s = steps.unwrap_or(1);
         invalid!(
             "budget {budget_ms} ms is too small: the cheapest choice (length {length}, {s} step{}) is predicted \

@@ -18,7 +18,7 @@ fn train_step(c: &mut Criterion) {
         ) * 2.0
             - 1.0;
         let y = Tensor::randint(config.num_classes as i64, [batch], (Kind::Int64, Device::Cpu));
-        let mut trainer = Trainer::new(config, TrainConfig::default(), 1_000_000);
+        let mut trainer = Trainer::new(config, TrainConfig::default(), 1_000_000, tch::Device::Cpu);
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_function(name, |b| b.iter(|| trainer.train_step(&x1, &y)));
     }

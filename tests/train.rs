@@ -198,7 +198,7 @@ fn warmed_trainer() -> (Trainer, Tensor, Tensor) {
         batch_size: 16,
         ..Default::default()
     };
-    let mut trainer = Trainer::new(config.clone(), train, 100);
+    let mut trainer = Trainer::new(config.clone(), train, 100, tch::Device::Cpu);
     let x1 = Tensor::rand([16, 1, 8, 8], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     let y = Tensor::randint(4, [16], (Kind::Int64, Device::Cpu));
     for _ in 0..3 {
@@ -371,6 +371,54 @@ fn resume_equals_an_uninterrupted_run() {
 }
 
 #[test]
+fn init_from_starts_a_new_run_at_the_given_weights() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| path_arg(dir.path(), n);
+    let (trained, started) = (p("trained"), p("started"));
+    train_synthetic("tiny", 3, &trained);
+    ok(odelt(
+        &[
+            &words("train --data synthetic --steps 0 --lr 3e-4 --init-from")[..],
+            &[&trained, "--out", &started],
+        ]
+        .concat(),
+    ));
+    let weights = |d: &str| {
+        let mut named = Tensor::read_safetensors(Path::new(d).join(checkpoint::MODEL_FILE)).expect("read");
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    };
+    let (a, b) = (weights(&trained), weights(&started));
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert_eq!(max_abs(ta, tb), 0.0, "{na}");
+    }
+    let config = std::fs::read_to_string(Path::new(&started).join(checkpoint::CONFIG_FILE)).expect("config");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("json");
+    assert_eq!(config["step"], 0);
+    assert_eq!(config["train"]["lr"], 3e-4);
+    assert_eq!(config["train"]["init_from"], trained.as_str());
+    // The new run trains on from there.
+    ok(odelt(
+        &[
+            &words("train --data synthetic --steps 2 --resume --out")[..],
+            &[&started],
+        ]
+        .concat(),
+    ));
+    assert_bad_input(
+        &[
+            &words("train --data synthetic --steps 1 --init-from")[..],
+            &[&p("nothing"), "--out", &p("x")],
+        ]
+        .concat(),
+        &[],
+        "nothing",
+    );
+}
+
+#[test]
 fn steps_zero_writes_the_initialised_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("init");
@@ -425,6 +473,18 @@ fn bad_training_input_exits_2_with_one_line() {
     std::fs::write(&bad, c.to_string()).expect("write");
     call("synthetic", &bad, &[], "multiples of group_size");
     call("synthetic", "no-such-preset", &[], "unknown model");
+    // Devices: an unknown name, and a GPU that no machine here has.
+    for (device, needle) in [
+        ("tpu", "not cpu, cuda or cuda:N"),
+        ("cuda:99", "'cuda:99' is not available"),
+    ] {
+        let args = [
+            &words("train --data synthetic --steps 1 --device")[..],
+            &[device, "--out", &out],
+        ]
+        .concat();
+        assert_bad_input(&args, &[], needle);
+    }
     // Corrupt checkpoint.
     let ckpt = p("ckpt");
     // The default model is the tiny preset.

@@ -186,6 +186,7 @@ fn train_fmnist(args: &DemoArgs) -> anyhow::Result<PathBuf> {
         steps,
         out: out.clone(),
         resume: false,
+        init_from: None,
         seed: args.seed,
         batch_size: None,
         objective: None,
@@ -200,6 +201,7 @@ fn train_fmnist(args: &DemoArgs) -> anyhow::Result<PathBuf> {
         save_every: steps.max(1),
         log_every: 10,
         threads: (args.threads > 0).then_some(args.threads),
+        device: "cpu".into(),
     };
     train::run_for(train_args, Some(Duration::from_secs_f64(minutes * 60.0)))?;
     Ok(out)

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use odelt_runtime::ModelConfig;
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 use crate::bad_input;
 use crate::checkpoint::LogRow;
@@ -23,8 +23,8 @@ pub struct TrainArgs {
     /// int64 [N] labels for a `.npy` dataset (default: all class 0).
     #[arg(long)]
     pub data_labels: Option<PathBuf>,
-    /// Model preset (tiny, fmnist, dit-s, dit-b, dit-xl) or a JSON config file. With --resume the
-    /// checkpoint's own config is used.
+    /// Model preset (tiny, fmnist, dit-s, dit-b, dit-xl) or a JSON config file. With --resume or
+    /// --init-from the checkpoint's own config is used.
     #[arg(long, default_value = "tiny")]
     pub model: String,
     /// Total optimizer steps of the run (with --resume: continue up to this many). 0 writes the
@@ -37,6 +37,11 @@ pub struct TrainArgs {
     /// Continue the run saved in --out; gives the same weights as an uninterrupted run.
     #[arg(long)]
     pub resume: bool,
+    /// Start a new run (step 0, fresh AdamW, the flags' hyper-parameters) from the EMA weights of
+    /// this checkpoint folder instead of DiT's initialisation: fine-tuning, or continuing a model
+    /// whose train_state was not kept.
+    #[arg(long, value_name = "CKPT", conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
     /// Seed of initialisation, data order and every random draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -80,6 +85,10 @@ pub struct TrainArgs {
     /// CPU threads for libtorch [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where to train: `cpu`, `cuda` or `cuda:N` (needs a libtorch built with CUDA and a GPU).
+    /// Checkpoints are the same on every device; a run may resume on another one.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Stop after this step and save, as if interrupted (the schedule still spans --steps);
     /// continue later with --resume. For time-limited jobs and the resume test.
     #[arg(long, value_name = "STEP")]
@@ -107,7 +116,7 @@ impl TrainArgs {
         Ok(config)
     }
 
-    fn trainer(&self) -> Result<Trainer> {
+    fn trainer(&self, device: Device) -> Result<Trainer> {
         let has_checkpoint = self.out.join(crate::checkpoint::CONFIG_FILE).exists();
         if self.resume {
             if !has_checkpoint {
@@ -116,7 +125,7 @@ impl TrainArgs {
                     self.out.display()
                 ));
             }
-            return Trainer::resume(&self.out, self.steps);
+            return Trainer::resume(&self.out, self.steps, device);
         }
         if has_checkpoint {
             return Err(bad_input!(
@@ -124,9 +133,16 @@ impl TrainArgs {
                 self.out.display()
             ));
         }
-        let model = ModelConfig::from_preset_or_file(&self.model)?;
+        let model = match &self.init_from {
+            Some(dir) => crate::checkpoint::CheckpointConfig::read(dir)?.meta.model,
+            None => ModelConfig::from_preset_or_file(&self.model)?,
+        };
         let train = self.train_config(&model)?;
-        Ok(Trainer::new(model, train, self.steps))
+        let mut trainer = Trainer::new(model, train, self.steps, device);
+        if let Some(dir) = &self.init_from {
+            trainer.start_from(dir)?;
+        }
+        Ok(trainer)
     }
 }
 
@@ -141,9 +157,11 @@ pub(crate) fn run_for(args: TrainArgs, limit: Option<std::time::Duration>) -> Re
     if let Some(threads) = args.threads {
         tch::set_num_threads(threads as i32);
     }
-    let mut trainer = args.trainer()?;
+    let device = parse_device(&args.device)?;
+    let mut trainer = args.trainer(device)?;
     let source = DataSource::parse(&args.data, args.data_labels.clone())?;
-    let data = Dataset::load(&source, &trainer.model_config, Split::Train, trainer.train.seed)?;
+    let data =
+        Dataset::load(&source, &trainer.model_config, Split::Train, trainer.train.seed)?.to_device(device);
     tracing::info!(
         samples = data.len(),
         step = trainer.step,
@@ -160,7 +178,7 @@ pub(crate) fn run_for(args: TrainArgs, limit: Option<std::time::Duration>) -> Re
             break;
         }
         let indices = order.indices(trainer.step, trainer.train.batch_size);
-        let (x1, y) = data.batch(&indices);
+        let (x1, y) = data.batch(&indices.to_device(device));
         let (losses, lr) = trainer.train_step(&x1, &y);
         if !losses.total.is_finite() {
             anyhow::bail!(
@@ -192,6 +210,25 @@ pub(crate) fn run_for(args: TrainArgs, limit: Option<std::time::Duration>) -> Re
         .unwrap_or_default();
     eprintln!("wrote {} at step {}{last}", args.out.display(), trainer.step);
     Ok(trainer.step)
+}
+
+/// `cpu`, `cuda` or `cuda:N`, refused unless libtorch sees that GPU.
+fn parse_device(spec: &str) -> Result<Device> {
+    let index = match spec {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        _ => spec
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| bad_input!("--device '{spec}' is not cpu, cuda or cuda:N"))?,
+    };
+    let gpus = tch::Cuda::device_count() as usize;
+    if index >= gpus {
+        return Err(bad_input!(
+            "--device '{spec}' is not available: libtorch sees {gpus} CUDA device(s) (a CPU-only libtorch or no GPU)"
+        ));
+    }
+    Ok(Device::Cuda(index))
 }
 
 fn progress_bar(total: u64, done: u64) -> ProgressBar {

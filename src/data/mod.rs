@@ -80,6 +80,14 @@ impl Dataset {
         Ok(dataset)
     }
 
+    /// The same data on `device` (training draws batches where the model is).
+    pub fn to_device(self, device: tch::Device) -> Self {
+        Self {
+            images: self.images.to_device(device),
+            labels: self.labels.to_device(device),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.images.size()[0] as usize
     }

@@ -39,6 +39,10 @@ pub struct TrainConfig {
     /// Draw flow-matching t on the T_max grid instead of U(0, 1).
     pub t_on_grid: bool,
     pub seed: u64,
+    /// The checkpoint whose EMA weights started this run (θ and θ⁻), if it did not start from
+    /// DiT's initialisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -58,6 +62,7 @@ impl Default for TrainConfig {
             lc_fraction: 0.125,
             t_on_grid: false,
             seed: 0,
+            init_from: None,
         }
     }
 }

@@ -50,7 +50,8 @@ pub struct Trainer {
     pub train: TrainConfig,
     pub total_steps: u64,
     pub step: u64,
-    _vs: nn::VarStore,
+    device: Device,
+    vs: nn::VarStore,
     ema_vs: nn::VarStore,
     model: Dit,
     ema: Dit,
@@ -60,12 +61,12 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A freshly initialised model (DiT init from the run's seed) with θ⁻ = θ.
-    pub fn new(model_config: ModelConfig, train: TrainConfig, total_steps: u64) -> Self {
+    /// A freshly initialised model (DiT init from the run's seed) with θ⁻ = θ, on `device`.
+    pub fn new(model_config: ModelConfig, train: TrainConfig, total_steps: u64, device: Device) -> Self {
         tch::manual_seed(mix_seed(train.seed, 0x1417) as i64);
-        let vs = nn::VarStore::new(Device::Cpu);
+        let vs = nn::VarStore::new(device);
         let model = Dit::new(&vs.root(), &model_config);
-        let mut ema_vs = nn::VarStore::new(Device::Cpu);
+        let mut ema_vs = nn::VarStore::new(device);
         let ema = Dit::new(&ema_vs.root(), &model_config);
         ema_vs
             .copy(&vs)
@@ -82,7 +83,8 @@ impl Trainer {
             train,
             total_steps,
             step: 0,
-            _vs: vs,
+            device,
+            vs,
             ema_vs,
             model,
             ema,
@@ -93,9 +95,9 @@ impl Trainer {
     }
 
     /// Continues the run saved in `dir` (weights, EMA, AdamW moments, step and log).
-    pub fn resume(dir: &std::path::Path, total_steps: u64) -> Result<Self> {
+    pub fn resume(dir: &std::path::Path, total_steps: u64, device: Device) -> Result<Self> {
         let saved = CheckpointConfig::read(dir)?;
-        let mut trainer = Self::new(saved.meta.model.clone(), saved.train.clone(), total_steps);
+        let mut trainer = Self::new(saved.meta.model.clone(), saved.train.clone(), total_steps, device);
         let state = NamedTensors::read(&dir.join(checkpoint::TRAIN_STATE_FILE))?;
         tch::no_grad(|| -> Result<()> {
             for (name, p) in trainer.optimizer.params.iter_mut() {
@@ -108,6 +110,16 @@ impl Trainer {
         trainer.step = saved.meta.step;
         trainer.log = checkpoint::read_log(dir, trainer.step);
         Ok(trainer)
+    }
+
+    /// Replaces θ and θ⁻ by the EMA weights of the checkpoint `dir` (same model config), so
+    /// this run fine-tunes that model; AdamW starts afresh.
+    pub fn start_from(&mut self, dir: &std::path::Path) -> Result<()> {
+        let weights = dir.join(checkpoint::MODEL_FILE);
+        checkpoint::load_weights(&self.vs, &weights)?;
+        checkpoint::load_weights(&self.ema_vs, &weights)?;
+        self.train.init_from = Some(dir.display().to_string());
+        Ok(())
     }
 
     /// The EMA network θ⁻ (what sampling and export use).
@@ -126,7 +138,7 @@ impl Trainer {
         let cfg = &self.model_config;
         let b = x1.size()[0];
         let (tc, lc) = self.train.split(b as usize);
-        let opts = (Kind::Float, Device::Cpu);
+        let opts = (Kind::Float, self.device);
         let lengths = self.sample_lengths(b);
         let x0 = x1.randn_like();
         let flow_level = cfg.flow_level() as f64;
@@ -144,7 +156,7 @@ impl Trainer {
         );
 
         // Time consistency: level k0, t on the grid of step 2d = 1/2^k0.
-        let k0 = Tensor::randint(cfg.flow_level() as i64, [tc as i64], (Kind::Int64, Device::Cpu));
+        let k0 = Tensor::randint(cfg.flow_level() as i64, [tc as i64], (Kind::Int64, self.device));
         let steps_at_k0 = Tensor::full([tc as i64], 2.0, opts).pow(&k0.to_kind(Kind::Float));
         let t_tc = (Tensor::rand([tc as i64], opts) * &steps_at_k0).floor() / &steps_at_k0;
         t = Tensor::cat(&[t_tc, t.narrow(0, tc as i64, b - tc as i64)], 0);
@@ -197,10 +209,10 @@ impl Trainer {
     fn sample_lengths(&self, n: i64) -> Tensor {
         let cfg = &self.model_config;
         if self.train.objective != Objective::Odelt {
-            return Tensor::full([n], cfg.depth as i64, (Kind::Int64, Device::Cpu));
+            return Tensor::full([n], cfg.depth as i64, (Kind::Int64, self.device));
         }
         let choices = cfg.valid_lengths().len() as i64;
-        Tensor::randint(choices, [n], (Kind::Int64, Device::Cpu)) * cfg.group_size as i64
+        Tensor::randint(choices, [n], (Kind::Int64, self.device)) * cfg.group_size as i64
             + cfg.depth_min as i64
     }
 
@@ -269,7 +281,13 @@ impl Trainer {
             .map(|(n, p)| (format!("param.{n}"), p.detach()))
             .collect();
         train_state.extend(self.optimizer.state());
-        let ema = named_variables(&self.ema_vs);
+        let on_cpu = |named: Vec<(String, Tensor)>| -> Vec<(String, Tensor)> {
+            named
+                .into_iter()
+                .map(|(n, t)| (n, t.to_device(Device::Cpu)))
+                .collect()
+        };
+        let (ema, train_state) = (on_cpu(named_variables(&self.ema_vs)), on_cpu(train_state));
         checkpoint::write_checkpoint(
             dir,
             &CheckpointContents {

@@ -126,6 +126,11 @@ fn eval_reports_quality_and_cost_per_cell() {
         let fd = cell["fd"].as_f64().expect("fd");
         assert!(fd.is_finite() && fd >= -1e-6, "{cell}");
         assert!(cell["ms_per_image"].as_f64().expect("ms") > 0.0);
+        // Linux: the peak includes what sampling added on top of the process before it.
+        let (peak, added) = (cell["peak_rss_mb"].as_f64(), cell["added_rss_mb"].as_f64());
+        if let (Some(peak), Some(added)) = (peak, added) {
+            assert!(added >= 0.0 && added < peak, "{cell}");
+        }
     }
     assert_eq!(cells[0]["nfe"], 1);
     assert_eq!(cells[1]["nfe"], 4);

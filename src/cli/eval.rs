@@ -71,6 +71,9 @@ pub struct Cell {
     /// Peak resident memory of the process while this length's engine was open (Linux), MB.
     /// It includes what the CLI itself holds: libtorch, the held-out data, the feature network.
     pub peak_rss_mb: Option<f64>,
+    /// That peak minus the resident memory just before this length's runtime opened: what
+    /// sampling at this length added (weights, ONNX Runtime's arena, solver buffers), MB.
+    pub added_rss_mb: Option<f64>,
 }
 
 fn parse_solver(spec: &str) -> Result<SolverChoice> {
@@ -159,6 +162,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     for &length in &lengths {
         // A runtime per length, so each length's peak memory is its own.
         reset_peak_rss();
+        let before = proc_status_mb("VmRSS:");
         let rt = Runtime::open(&args.engines, options.clone())?;
         for (name, solver) in &solvers {
             bar.set_message(format!("l={length} {name}"));
@@ -168,6 +172,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 .with_labels(Labels::PerSample(labels.clone()));
             let samples = rt.sample(&req)?;
             let generated = FeatureStats::new(&features(&net, &samples.data, samples.shape)?);
+            let peak = proc_status_mb("VmHWM:");
             let cell = Cell {
                 length,
                 solver: name.clone(),
@@ -175,7 +180,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 fd: frechet_distance(&generated, &reference),
                 ms_per_image: samples.wall.as_secs_f64() * 1e3 / args.n as f64,
                 weight_mb: rt.manifest().entry(length)?.weight_bytes as f64 / 1e6,
-                peak_rss_mb: peak_rss_mb(),
+                peak_rss_mb: peak,
+                added_rss_mb: peak.zip(before).map(|(peak, base)| peak - base),
             };
             if args.json {
                 bar.suspend(|| println!("{}", serde_json::to_string(&cell).expect("a cell serialises")));
@@ -194,18 +200,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
 fn markdown_table(cells: &[Cell], n: usize, reference: usize) -> String {
     let mut out = format!(
         "Fréchet distance of {n} samples to {reference} held-out images (lower is better)\n\n\
-         | length | solver | NFE | FD | ms/image | weights MB | peak RSS MB |\n|---:|---|---:|---:|---:|---:|---:|\n"
+         | length | solver | NFE | FD | ms/image | weights MB | peak RSS MB | added RSS MB |\n|---:|---|---:|---:|---:|---:|---:|---:|\n"
     );
+    let mb = |v: Option<f64>| v.map_or("–".into(), |mb| format!("{mb:.0}"));
     for c in cells {
         out.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {:.2} | {:.1} | {} |\n",
+            "| {} | {} | {} | {:.3} | {:.2} | {:.1} | {} | {} |\n",
             c.length,
             c.solver,
             c.nfe,
             c.fd,
             c.ms_per_image,
             c.weight_mb,
-            c.peak_rss_mb.map_or("–".into(), |mb| format!("{mb:.0}"))
+            mb(c.peak_rss_mb),
+            mb(c.added_rss_mb)
         ));
     }
     out
@@ -217,10 +225,11 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// VmHWM of this process in MB, where /proc provides it.
-fn peak_rss_mb() -> Option<f64> {
+/// A memory line of /proc/self/status (`VmHWM:` the peak, `VmRSS:` the current) in MB, where
+/// /proc provides it.
+fn proc_status_mb(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }

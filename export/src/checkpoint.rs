@@ -154,10 +154,11 @@ impl Checkpoint {
         Ok(Self { meta, tensors })
     }
 
-    pub fn get(&self, name: &str) -> &Tensor {
+    /// A tensor `load` checked; any other name is an error naming it.
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
         self.tensors
             .get(name)
-            .unwrap_or_else(|| panic!("{name} was checked on load"))
+            .ok_or_else(|| Error::Internal(format!("{name} is not among the checked tensors")))
     }
 }
 

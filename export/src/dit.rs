@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use odelt_runtime::ModelConfig;
 use onnx_protobuf::ModelProto;
 
+use crate::error::{Error, Result};
 use crate::graph::{Attr, Dim, Elem, ExternalUse, GraphBuilder};
 use crate::weights::StoredTensor;
 
@@ -58,7 +59,7 @@ pub fn build(
     stored: &HashMap<String, StoredTensor>,
     precision: Precision,
     weights_file: &str,
-) -> (ModelProto, Vec<ExternalUse>) {
+) -> Result<(ModelProto, Vec<ExternalUse>)> {
     let mut b = DitGraph {
         g: GraphBuilder::new(weights_file),
         cfg,
@@ -109,7 +110,11 @@ pub fn build(
             r = out;
         }
     }
-    let v = v.expect("a valid length is a positive multiple of the group size");
+    let Some(v) = v else {
+        return Err(Error::Internal(format!(
+            "length {length} is not a positive multiple of the group size {g_size}"
+        )));
+    };
 
     // Head: conditioned on c, without the length embedding.
     let silu_c = b.silu("final_layer/silu", &cond);
@@ -150,7 +155,8 @@ pub fn build(
             if precision.fp16 { "fp16" } else { "fp32" }.to_string(),
         ),
     ];
-    (b.g.finish(&format!("odelt_l{length}"), &doc, &meta), externals)
+    let model = b.g.finish(&format!("odelt_l{length}"), &doc, &meta)?;
+    Ok((model, externals))
 }
 
 struct DitGraph<'a> {
@@ -163,11 +169,14 @@ struct DitGraph<'a> {
 
 impl DitGraph<'_> {
     fn weight(&mut self, name: &str) -> String {
-        let stored = self
-            .stored
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} is stored before graphs are built"));
-        self.g.external(stored)
+        match self.stored.get(name) {
+            Some(stored) => self.g.external(stored),
+            None => {
+                self.g
+                    .fault(format!("{name} was not stored before graphs are built"));
+                name.to_string()
+            }
+        }
     }
 
     /// Token linear `x·Wᵀ + b` on [B, N, in]: MatMul over the transposed weight, then Add.

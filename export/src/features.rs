@@ -53,7 +53,7 @@ pub fn write_feature_net(convs: &[Conv3x3], image_shape: [usize; 3], path: &Path
         Elem::F32,
         &[batch, Dim::Fixed(features), Dim::Fixed(1), Dim::Fixed(1)],
     );
-    let model = g.finish("odelt_features", "odelt eval feature network", &[]);
+    let model = g.finish("odelt_features", "odelt eval feature network", &[])?;
     let bytes = model
         .write_to_bytes()
         .map_err(|e| Error::Internal(format!("cannot serialise the feature network: {e}")))?;

@@ -13,6 +13,7 @@ use onnx_protobuf::{
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
+use crate::error::{Error, Result};
 use crate::weights::StoredTensor;
 
 /// ONNX IR version 8 is the one that opset 17 shipped with; older consumers (TensorRT's ONNX
@@ -81,6 +82,9 @@ pub struct GraphBuilder {
     constants: HashMap<String, String>,
     externals: Vec<ExternalUse>,
     weights_file: String,
+    /// The first broken invariant (a name defined twice, an undefined input, …). Builder
+    /// calls stay infallible so graph code reads like the model; `finish` reports it.
+    fault: Option<String>,
 }
 
 impl GraphBuilder {
@@ -91,11 +95,15 @@ impl GraphBuilder {
         }
     }
 
+    /// Records a broken invariant; the first one is what `finish` returns.
+    pub fn fault(&mut self, message: String) {
+        self.fault.get_or_insert(message);
+    }
+
     fn define(&mut self, name: &str) {
-        assert!(
-            self.defined.insert(name.to_string()),
-            "tensor name {name} defined twice"
-        );
+        if !self.defined.insert(name.to_string()) {
+            self.fault(format!("tensor name {name} defined twice"));
+        }
     }
 
     pub fn is_defined(&self, name: &str) -> bool {
@@ -109,7 +117,9 @@ impl GraphBuilder {
     }
 
     pub fn output(&mut self, name: &str, elem: Elem, dims: &[Dim]) {
-        assert!(self.defined.contains(name), "graph output {name} is not computed");
+        if !self.defined.contains(name) {
+            self.fault(format!("graph output {name} is not computed"));
+        }
         self.outputs.push(value_info(name, elem, dims));
     }
 
@@ -146,11 +156,11 @@ impl GraphBuilder {
         outputs: &[String],
         attrs: Vec<(&str, Attr)>,
     ) {
-        for input in inputs {
-            assert!(
-                input.is_empty() || self.defined.contains(*input),
-                "node {name}: input {input} is not defined"
-            );
+        if let Some(input) = inputs
+            .iter()
+            .find(|i| !i.is_empty() && !self.defined.contains(**i))
+        {
+            self.fault(format!("node {name}: input {input} is not defined"));
         }
         for output in outputs {
             self.define(output);
@@ -169,6 +179,9 @@ impl GraphBuilder {
 
     /// An inline f32 or f16 scalar (rank 0), shared between nodes that use the same value.
     pub fn scalar(&mut self, value: f32, elem: Elem) -> String {
+        if elem == Elem::I64 {
+            self.fault(format!("scalar {value}: scalar() is for floats"));
+        }
         let key = format!("{elem:?}:{:08x}", value.to_bits());
         if let Some(name) = self.constants.get(&key) {
             return name.clone();
@@ -178,9 +191,8 @@ impl GraphBuilder {
             _ => format!("const.{value}"),
         };
         let raw = match elem {
-            Elem::F32 => value.to_le_bytes().to_vec(),
             Elem::F16 => half::f16::from_f32(value).to_le_bytes().to_vec(),
-            Elem::I64 => panic!("scalar() is for floats"),
+            Elem::F32 | Elem::I64 => value.to_le_bytes().to_vec(),
         };
         self.inline(&name, elem, &[], raw);
         self.constants.insert(key, name.clone());
@@ -203,7 +215,12 @@ impl GraphBuilder {
 
     /// An inline f32 tensor: small computed constants (frequencies, LayerNorm's unit scale).
     pub fn floats(&mut self, name: &str, dims: &[i64], values: &[f32]) -> String {
-        assert_eq!(dims.iter().product::<i64>() as usize, values.len());
+        if dims.iter().product::<i64>() as usize != values.len() {
+            self.fault(format!(
+                "constant {name}: dims {dims:?} hold {} values",
+                values.len()
+            ));
+        }
         let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.inline(name, Elem::F32, dims, raw);
         name.to_string()
@@ -233,11 +250,9 @@ impl GraphBuilder {
         self.define(name);
         let numel: u64 = dims.iter().product::<i64>() as u64;
         let elem_size = stored.elem.size() as u64;
-        assert!(
-            (start + numel) * elem_size <= stored.length,
-            "view {name} exceeds {}",
-            stored.name
-        );
+        if (start + numel) * elem_size > stored.length {
+            self.fault(format!("view {name} exceeds {}", stored.name));
+        }
         let offset = stored.offset + start * elem_size;
         let length = numel * elem_size;
         let mut tensor = TensorProto::new();
@@ -265,7 +280,11 @@ impl GraphBuilder {
         &self.externals
     }
 
-    pub fn finish(self, graph_name: &str, doc: &str, metadata: &[(&str, String)]) -> ModelProto {
+    /// The model, or the first broken invariant met while building it.
+    pub fn finish(self, graph_name: &str, doc: &str, metadata: &[(&str, String)]) -> Result<ModelProto> {
+        if let Some(fault) = self.fault {
+            return Err(Error::Internal(format!("graph {graph_name}: {fault}")));
+        }
         let mut graph = GraphProto::new();
         graph.name = graph_name.to_string();
         graph.node = self.nodes;
@@ -283,7 +302,7 @@ impl GraphBuilder {
         model.doc_string = doc.to_string();
         model.metadata_props = metadata.iter().map(|(k, v)| entry(k, v)).collect();
         model.graph = protobuf::MessageField::some(graph);
-        model
+        Ok(model)
     }
 }
 
@@ -336,4 +355,22 @@ fn value_info(name: &str, elem: Elem, dims: &[Dim]) -> ValueInfoProto {
     info.name = name.to_string();
     info.type_ = protobuf::MessageField::some(ty);
     info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_graph_is_an_internal_error_not_a_panic() {
+        let mut g = GraphBuilder::new("weights.bin");
+        let x = g.input("x", Elem::F32, &[Dim::Fixed(1)]);
+        g.node("relu", "Relu", &[&x, "nowhere"], vec![]);
+        g.node("relu", "Relu", &[&x], vec![]);
+        g.output("y", Elem::F32, &[Dim::Fixed(1)]);
+        let err = g.finish("broken", "", &[]).unwrap_err();
+        assert!(!err.is_input(), "{err}");
+        // The first fault is the one reported.
+        assert!(err.to_string().contains("input nowhere is not defined"), "{err}");
+    }
 }

@@ -130,7 +130,7 @@ pub fn export_with_progress(
         if block_index(&name).is_some_and(|i| i >= max_length) {
             continue; // no exported graph uses this block
         }
-        let tensor = ckpt.get(&name);
+        let tensor = ckpt.get(&name)?;
         let (elem, transposed) = dit::storage(&name, options.fp16);
         let mut dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let (data, doc) = if transposed {
@@ -153,7 +153,7 @@ pub fn export_with_progress(
     };
     let mut entries = Vec::new();
     for &length in &lengths {
-        let (model, externals) = dit::build(&cfg, length, &stored, precision, WEIGHTS_FILE);
+        let (model, externals) = dit::build(&cfg, length, &stored, precision, WEIGHTS_FILE)?;
         let bytes = model
             .write_to_bytes()
             .map_err(|e| Error::Internal(format!("cannot serialise the l={length} graph: {e}")))?;

@@ -52,14 +52,17 @@ impl WeightsWriter {
 
     /// Appends a tensor at the next aligned offset. `values` are converted to `elem`.
     pub fn add(&mut self, name: &str, elem: Elem, dims: &[i64], values: &[f32], doc: &str) -> Result<()> {
-        assert!(!self.tensors.contains_key(name), "tensor {name} stored twice");
-        assert_eq!(
-            dims.iter().product::<i64>() as usize,
-            values.len(),
-            "{name}: dims and data disagree"
-        );
+        if self.tensors.contains_key(name) {
+            return Err(Error::Internal(format!("tensor {name} stored twice")));
+        }
+        if dims.iter().product::<i64>() as usize != values.len() {
+            return Err(Error::Internal(format!(
+                "{name}: dims {dims:?} hold {} values",
+                values.len()
+            )));
+        }
         let offset = self.end.div_ceil(ALIGNMENT) * ALIGNMENT;
-        let bytes = encode(values, elem);
+        let bytes = encode(values, elem)?;
         let io = |e| Error::write(&self.path, e);
         if offset != self.end {
             self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
@@ -97,7 +100,7 @@ impl WeightsWriter {
 
 /// Little-endian bytes of `values` as `elem` (bulk copies where possible: debug builds check
 /// every element access, and DiT-XL has 675M values).
-fn encode(values: &[f32], elem: Elem) -> Vec<u8> {
+fn encode(values: &[f32], elem: Elem) -> Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(values.len() * elem.size());
     match elem {
         Elem::F32 if cfg!(target_endian = "little") => bytes.extend_from_slice(bytemuck::cast_slice(values)),
@@ -111,9 +114,9 @@ fn encode(values: &[f32], elem: Elem) -> Vec<u8> {
                 bytes.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes());
             }
         }
-        Elem::I64 => panic!("weights are floating point"),
+        Elem::I64 => return Err(Error::Internal("weights are floating point, not int64".into())),
     }
-    bytes
+    Ok(bytes)
 }
 
 /// Feeds the byte ranges `(offset, length)` of `path` into `sink`, in order.

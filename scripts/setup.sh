@@ -1,30 +1,62 @@
 #!/usr/bin/env bash
-# Installs what odelt needs outside the repo, idempotently and quietly when all is there:
-#  - a Python venv keyed by the pinned versions, in ${ODELT_CACHE:-~/.cache/odelt}
-#  - the Debian package dataset-fashion-mnist (the IDX files under /usr/share/datasets)
-# Source scripts/env.sh afterwards (or let the README commands do it).
+# Installs what odelt needs outside the repo, idempotently and quietly when all is there.
+#
+#   scripts/setup.sh           the deploy build's needs: ONNX Runtime 1.31.1 (its shared library,
+#                              from PyPI's onnxruntime wheel) in a small venv
+#   scripts/setup.sh --data    also the Debian package dataset-fashion-mnist (for `odelt eval`)
+#   scripts/setup.sh --train   also the training and test venv (torch 2.13.0 for tch, onnxruntime,
+#                              onnx, numpy; ~5 GB) and the dataset
+#
+# Everything goes to ${ODELT_CACHE:-~/.cache/odelt}, in folders keyed by the versions, so a clean
+# clone reuses it. Source scripts/env.sh afterwards (or let the README commands do it).
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
 ORT_VERSION=1.31.1
 CACHE="${ODELT_CACHE:-$HOME/.cache/odelt}"
-VENV="$CACHE/venv-torch${TORCH_VERSION}-ort${ORT_VERSION}"
-STAMP="$VENV/.odelt-complete"
+ORT_VENV="$CACHE/venv-ort${ORT_VERSION}"
+TRAIN_VENV="$CACHE/venv-torch${TORCH_VERSION}-ort${ORT_VERSION}"
+FMNIST=/usr/share/datasets/fashion-mnist
 
 log() { echo "setup: $*" >&2; }
 
-if [[ ! -f "$STAMP" ]]; then
-  log "creating Python venv in $VENV (torch==$TORCH_VERSION, onnxruntime==$ORT_VERSION; ~5 GB, a few minutes)"
+train=0
+data=0
+for arg in "$@"; do
+  case "$arg" in
+    --train) train=1; data=1 ;;
+    --data) data=1 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (expected --data or --train)" >&2; exit 2 ;;
+  esac
+done
+
+# A venv with the packages, made under a temporary name and renamed when complete, so an
+# interrupted install is redone rather than half used.
+make_venv() {
+  local venv="$1"; shift
+  [[ -f "$venv/.odelt-complete" ]] && return 0
   mkdir -p "$CACHE"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "torch==$TORCH_VERSION" "onnxruntime==$ORT_VERSION" onnx numpy
-  touch "$STAMP"
+  rm -rf "$venv.partial"
+  python3 -m venv "$venv.partial"
+  "$venv.partial/bin/pip" install --quiet --disable-pip-version-check "$@"
+  touch "$venv.partial/.odelt-complete"
+  rm -rf "$venv"
+  mv "$venv.partial" "$venv"
+}
+
+if [[ $train -eq 0 && ! -f "$ORT_VENV/.odelt-complete" ]]; then
+  log "installing ONNX Runtime $ORT_VERSION into $ORT_VENV (~20 MB)"
+  # The wheel's shared library is all odelt loads: none of its Python dependencies are needed.
+  make_venv "$ORT_VENV" --no-deps "onnxruntime==$ORT_VERSION"
 fi
 
-FMNIST=/usr/share/datasets/fashion-mnist
-if [[ ! -f "$FMNIST/t10k-labels-idx1-ubyte.gz" ]]; then
+if [[ $train -eq 1 && ! -f "$TRAIN_VENV/.odelt-complete" ]]; then
+  log "creating the training venv $TRAIN_VENV (torch==$TORCH_VERSION, onnxruntime==$ORT_VERSION; ~5 GB, a few minutes)"
+  make_venv "$TRAIN_VENV" "torch==$TORCH_VERSION" "onnxruntime==$ORT_VERSION" onnx numpy
+fi
+
+if [[ $data -eq 1 && ! -f "$FMNIST/t10k-labels-idx1-ubyte.gz" ]]; then
   log "installing Debian package dataset-fashion-mnist"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
   $SUDO apt-get update -qq

@@ -1,4 +1,4 @@
-//! The CLI's error policy (DESIGN §9): one line, exit 2 for bad input, 1 for run-time failure.
+//! The CLI's error policy (docs/DESIGN.md §9): one line, exit 2 for bad input, 1 for run-time failure.
 
 use std::fmt;
 
@@ -26,6 +26,8 @@ macro_rules! bad_input {
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     let input = err.chain().any(|e| {
         e.is::<InputError>()
+            || e.downcast_ref::<odelt_format::Error>()
+                .is_some_and(|e| e.is_input())
             || e.downcast_ref::<odelt_runtime::Error>()
                 .is_some_and(|e| e.is_input())
             || e.downcast_ref::<odelt_export::Error>()

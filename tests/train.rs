@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 
 use common::{assert_bad_input, odelt, ok, path_arg, random_model, train_synthetic, words};
-use odelt::checkpoint::{self, load_weights, NamedTensors};
 use odelt::model::{Dit, Lengths};
+use odelt::train::checkpoint::{self, load_weights, NamedTensors};
 use odelt::train::{TrainConfig, Trainer};
 use odelt_runtime::ModelConfig;
 use tch::{nn, Device, Kind, Tensor};
@@ -185,6 +185,26 @@ fn parameter_names_and_shapes_follow_the_design() {
     assert!(!vars["pos_embed"].requires_grad(), "pos_embed is fixed");
     // 2 per linear/conv + tables + pos_embed.
     assert_eq!(vars.len(), 4 * 10 + 2 + 8 + 2 + 4 + 1);
+}
+
+#[test]
+fn every_preset_has_exactly_the_exporters_tensors() {
+    // The contract of docs/DESIGN.md §3, one list in odelt-format: the tch model's variables
+    // must be exactly the tensors export reads, with the same shapes, for every preset.
+    for name in ModelConfig::PRESETS {
+        let config = ModelConfig::preset(name).expect("preset");
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _model = Dit::new(&vs.root(), &config);
+        let mut have: Vec<(String, Vec<usize>)> = vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.size().iter().map(|&d| d as usize).collect()))
+            .collect();
+        have.sort();
+        let mut want = odelt_format::tensors::expected_tensors(&config);
+        want.sort();
+        assert_eq!(have, want, "preset {name}");
+    }
 }
 
 /// A trainer whose θ⁻ follows θ at once (EMA rate 0) after a few large steps, so the EMA
@@ -524,13 +544,11 @@ fn image_folders_and_npy_arrays_load_at_the_model_size() {
     }
     let source = DataSource::parse(dir.path().to_str().expect("utf8"), None).expect("folder");
     let data = Dataset::load(&source, &config, Split::Train, 0).expect("load");
-    assert_eq!(data.images.size(), [6, 1, 8, 8]);
-    assert_eq!(
-        Vec::<i64>::try_from(&data.labels).expect("labels"),
-        vec![0, 0, 0, 1, 1, 1]
-    );
-    assert_eq!(data.images.min().double_value(&[]), -1.0);
-    assert_eq!(data.images.max().double_value(&[]), 1.0);
+    assert_eq!(data.shape, [6, 1, 8, 8]);
+    assert_eq!(data.images.len(), 6 * 64);
+    assert_eq!(data.labels, vec![0, 0, 0, 1, 1, 1]);
+    assert!(data.images[..3 * 64].iter().all(|&v| v == -1.0));
+    assert!(data.images[3 * 64..].iter().all(|&v| v == 1.0));
 
     // A .npy array with its labels.
     let images = dir.path().join("x.npy");
@@ -539,15 +557,59 @@ fn image_folders_and_npy_arrays_load_at_the_model_size() {
     ndarray_npy::write_npy(&labels, &ndarray::arr1(&[0i64, 1, 2, 3, 3])).expect("npy");
     let source = DataSource::parse(images.to_str().expect("utf8"), Some(labels.clone())).expect("npy");
     let data = Dataset::load(&source, &config, Split::Train, 0).expect("load");
-    assert_eq!(data.images.size(), [5, 1, 8, 8]);
-    assert_eq!(
-        Vec::<i64>::try_from(&data.labels).expect("labels"),
-        vec![0, 1, 2, 3, 3]
-    );
+    assert_eq!(data.shape, [5, 1, 8, 8]);
+    assert!(data.images.iter().all(|&v| v == 0.25));
+    assert_eq!(data.labels, vec![0, 1, 2, 3, 3]);
     // Labels beyond the model's classes are refused.
     ndarray_npy::write_npy(&labels, &ndarray::arr1(&[0i64, 1, 2, 3, 4])).expect("npy");
     let err = Dataset::load(&source, &config, Split::Train, 0)
         .unwrap_err()
         .to_string();
     assert!(err.contains("4 classes"), "{err}");
+}
+
+#[test]
+fn frechet_distance_without_libtorch_matches_libtorchs_eigh() {
+    // The deploy build's Fréchet distance (nalgebra) against the same formula on libtorch's
+    // LAPACK `eigh`, which `odelt eval` used before it dropped libtorch.
+    fn stats(x: &Tensor) -> (Tensor, Tensor) {
+        let x = x.to_kind(Kind::Double);
+        let mean = x.mean_dim(0, false, Kind::Double);
+        let centred = &x - &mean;
+        let cov = centred.tr().matmul(&centred) / (x.size()[0] - 1) as f64;
+        (mean, cov)
+    }
+    fn sqrt_psd(m: &Tensor) -> Tensor {
+        let (values, vectors) = m.linalg_eigh("L");
+        vectors
+            .matmul(&values.clamp_min(0.0).sqrt().diag_embed(0, -2, -1))
+            .matmul(&vectors.tr())
+    }
+    fn libtorch_fd(a: &Tensor, b: &Tensor) -> f64 {
+        let ((ma, ca), (mb, cb)) = (stats(a), stats(b));
+        let root = sqrt_psd(&ca);
+        let inner = root.matmul(&cb).matmul(&root);
+        let inner = (&inner + inner.tr()) * 0.5;
+        let cross = inner.linalg_eigvalsh("L").clamp_min(0.0).sqrt().sum(Kind::Double);
+        (ma - mb).square().sum(Kind::Double).double_value(&[])
+            + ca.trace().double_value(&[])
+            + cb.trace().double_value(&[])
+            - 2.0 * cross.double_value(&[])
+    }
+    tch::manual_seed(3);
+    let opts = (Kind::Float, Device::Cpu);
+    for (n, dim) in [(500, 16), (300, 128)] {
+        let a = Tensor::randn([n, dim], opts).matmul(&Tensor::randn([dim, dim], opts));
+        let b = Tensor::randn([n, dim], opts).matmul(&Tensor::randn([dim, dim], opts)) * 0.5 + 0.3;
+        let reference = libtorch_fd(&a, &b);
+        let ours = |x: &Tensor| {
+            let data = Vec::<f32>::try_from(&x.flatten(0, -1)).expect("f32");
+            odelt::eval::FeatureStats::new(&data, dim as usize)
+        };
+        let fd = odelt::eval::frechet_distance(&ours(&a), &ours(&b));
+        assert!(
+            (fd - reference).abs() <= 1e-9 * reference.abs().max(1.0),
+            "{n}×{dim}: {fd} vs libtorch {reference}"
+        );
+    }
 }

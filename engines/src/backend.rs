@@ -1,11 +1,8 @@
 //! Backends and their ONNX Runtime execution providers.
 
 use odelt_runtime::Provider;
-use ort::environment::Environment;
-use ort::ep::ExecutionProviderDispatch;
-use ort::session::Session;
 
-use crate::error::{invalid, Error, Result};
+use crate::error::{invalid, Result};
 
 /// What an engine is built for; the names are the manifest's `EngineEntry::backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,53 +50,6 @@ impl Backend {
             Provider::Cpu => Backend::OrtCpu,
             Provider::Cuda { .. } => Backend::OrtCuda,
             Provider::TensorRt { .. } => Backend::TensorRt,
-        }
-    }
-
-    /// Registers `providers` on a throw-away session builder: fails with
-    /// [`Error::ProviderMissing`] when the loaded library lacks one of them.
-    pub fn check_available(self, env: &Environment, providers: Vec<ExecutionProviderDispatch>) -> Result<()> {
-        if providers.is_empty() {
-            return Ok(());
-        }
-        let builder = Session::builder(env)
-            .map_err(|e| Error::Runtime(odelt_runtime::Error::Backend(e.to_string())))?;
-        builder
-            .with_execution_providers(providers)
-            .map(drop)
-            .map_err(|e| self.missing(e.to_string()))
-    }
-
-    /// The error for a provider the loaded library lacks.
-    pub fn missing(self, detail: String) -> Error {
-        let library = odelt_runtime::ortlib::loaded_library()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "not loaded".into());
-        let detail = detail
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .trim_end_matches('.')
-            .to_string();
-        match self {
-            Backend::OrtCpu => Error::Build {
-                length: 0,
-                backend: "ort-cpu",
-                message: detail,
-            },
-            Backend::OrtCuda => Error::ProviderMissing {
-                provider: "CUDA",
-                library,
-                detail,
-                extra: "",
-            },
-            Backend::TensorRt => Error::ProviderMissing {
-                provider: "TensorRT",
-                library,
-                detail,
-                extra: " tensorrt-cu12-libs",
-            },
         }
     }
 }

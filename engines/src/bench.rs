@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use odelt_runtime::manifest::{Calibration, Manifest};
+use odelt_format::manifest::{Calibration, Manifest};
 use odelt_runtime::{noise, Provider, Runtime, RuntimeOptions};
 
 use crate::error::{invalid, Result};

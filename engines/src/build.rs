@@ -3,13 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use odelt_runtime::manifest::{EngineEntry, LengthEntry, Manifest};
-use odelt_runtime::{ortlib, ModelConfig};
+use odelt_format::manifest::{EngineEntry, LengthEntry, Manifest};
+use odelt_format::ModelConfig;
+use odelt_runtime::session::{self, SessionConfig};
+use odelt_runtime::{ortlib, Provider};
 use ort::environment::Environment;
-use ort::ep::ExecutionProviderDispatch;
-use ort::logging::LogLevel;
-use ort::session::builder::SessionBuilder;
-use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use serde_json::json;
 
 use crate::backend::{Backend, CpuLevel};
@@ -139,24 +138,18 @@ impl BuildOptions {
         }
     }
 
-    fn cuda(&self) -> ExecutionProviderDispatch {
-        ort::ep::CUDA::default()
-            .with_device_id(self.device_id)
-            .build()
-            .error_on_failure()
+    /// The runtime provider that runs this build's engines.
+    fn provider(&self) -> Provider {
+        self.backend.provider(self.device_id, self.fp16)
     }
 
-    fn providers(&self) -> Vec<ExecutionProviderDispatch> {
-        match self.backend {
-            Backend::OrtCpu => Vec::new(),
-            Backend::OrtCuda => vec![self.cuda()],
-            Backend::TensorRt => vec![
-                ort::ep::TensorRT::default()
-                    .with_device_id(self.device_id)
-                    .build()
-                    .error_on_failure(),
-                self.cuda(),
-            ],
+    /// The build session's settings at `optimization`.
+    fn session(&self, optimization: GraphOptimizationLevel) -> SessionConfig {
+        SessionConfig {
+            provider: self.provider(),
+            intra_threads: self.threads,
+            optimization,
+            verbose: self.verbose,
         }
     }
 }
@@ -197,7 +190,7 @@ pub fn build(
         }
     };
     let env = ortlib::environment(options.ort_library.as_deref())?;
-    options.backend.check_available(&env, options.providers())?;
+    session::check_available(&env, options.provider())?;
     progress(BuildEvent::Started {
         lengths: lengths.clone(),
     });
@@ -231,33 +224,6 @@ pub fn build(
     Ok(built)
 }
 
-/// A build session: threads, log level, providers registered with `error_on_failure`.
-fn session(env: &Environment, options: &BuildOptions, length: u32) -> Result<SessionBuilder> {
-    let fail = |e: String| Error::Build {
-        length,
-        backend: options.backend.name(),
-        message: e,
-    };
-    let mut builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
-    if options.threads > 0 {
-        builder = builder
-            .with_intra_threads(options.threads)
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    if options.verbose {
-        builder = builder
-            .with_log_level(LogLevel::Verbose)
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let providers = options.providers();
-    if !providers.is_empty() {
-        builder = builder
-            .with_execution_providers(providers)
-            .map_err(|e| options.backend.missing(e.to_string()))?;
-    }
-    Ok(builder)
-}
-
 /// ort-cpu / ort-cuda: ONNX Runtime's offline optimization, re-linked to weights.bin.
 fn optimize(
     env: &Environment,
@@ -283,9 +249,7 @@ fn optimize(
     };
     let result = (|| {
         let err = |e: ort::Error<SessionBuilder>| fail(e.to_string());
-        let mut builder = session(env, options, length)?
-            .with_optimization_level(options.level.ort())
-            .map_err(err)?
+        let mut builder = session::builder(env, &options.session(options.level.ort()))?
             .with_optimized_model_path(dir.join(&partial))
             .map_err(err)?
             .with_config_entry(
@@ -378,15 +342,17 @@ fn tensorrt(
         .with_onnx_model_folder_path(dir.display())
         .build()
         .error_on_failure();
-    let mut builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
-    if options.verbose {
-        builder = builder
-            .with_log_level(LogLevel::Verbose)
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let mut builder = builder
-        .with_execution_providers([trt, options.cuda()])
-        .map_err(|e| Backend::TensorRt.missing(e.to_string()))?;
+    // Registered by hand: the engine-cache settings above are this build's own.
+    let cpu_session = SessionConfig {
+        provider: Provider::Cpu,
+        ..options.session(GraphOptimizationLevel::All)
+    };
+    let builder = session::builder(env, &cpu_session)?;
+    let mut builder = session::register(
+        builder,
+        options.provider(),
+        vec![trt, session::cuda(options.device_id)],
+    )?;
     let session = builder
         .commit_from_file(dir.join(&entry.file))
         .map_err(|e| fail(format!("{e}")))?;

@@ -6,22 +6,10 @@ use thiserror::Error;
 pub enum Error {
     #[error(transparent)]
     Runtime(#[from] odelt_runtime::Error),
+    #[error(transparent)]
+    Format(#[from] odelt_format::Error),
     #[error("{0}")]
     InvalidArgument(String),
-    /// The backend's execution provider is not in the loaded ONNX Runtime library. A run-time
-    /// failure (exit 1): the command was right, this machine lacks the provider.
-    #[error(
-        "the {provider} execution provider is not available in the loaded ONNX Runtime ({library}): \
-         {detail}; install it with `pip install onnxruntime-gpu==1.31.1{extra}` (PyPI) on a machine with an \
-         NVIDIA GPU and point ORT_DYLIB_PATH at that package's libonnxruntime.so"
-    )]
-    ProviderMissing {
-        provider: &'static str,
-        library: String,
-        detail: String,
-        /// Extra packages to install, e.g. " tensorrt-cu12-libs".
-        extra: &'static str,
-    },
     /// A graph ONNX Runtime or the protobuf parser rejects.
     #[error("{path}: {message}")]
     Model { path: String, message: String },
@@ -45,8 +33,9 @@ impl Error {
     pub fn is_input(&self) -> bool {
         match self {
             Error::Runtime(e) => e.is_input(),
+            Error::Format(e) => e.is_input(),
             Error::InvalidArgument(_) | Error::Model { .. } => true,
-            Error::ProviderMissing { .. } | Error::Build { .. } | Error::Io { .. } => false,
+            Error::Build { .. } | Error::Io { .. } => false,
         }
     }
 

@@ -12,8 +12,8 @@
 //! - [`bench`] measures one engine call per length and batch and records the medians as the
 //!   manifest's calibration, which `Runtime::pick_for_budget` reads.
 //!
-//! Execution providers are registered with `error_on_failure`: a backend whose provider is
-//! missing fails with [`Error::ProviderMissing`], never a silent CPU fallback.
+//! Sessions come from the runtime's one builder (`odelt_runtime::session`): a backend whose
+//! provider is missing fails with the runtime's `Error::Provider`, never a silent CPU fallback.
 
 pub mod backend;
 pub mod bench;

@@ -19,6 +19,8 @@ use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{ModelProto, StringStringEntryProto, TensorProto};
 use protobuf::Message;
 
+use odelt_format::atomic::{write_atomic, AtomicFile};
+
 use crate::error::{Error, Result};
 
 /// Offsets in the engine's own data file are aligned like the exporter's (ONNX Runtime maps
@@ -136,8 +138,8 @@ pub fn relink(
         dir,
         open: HashMap::new(),
     };
-    let own_tmp = dir.join(format!("{own_file}.partial"));
-    let mut own: Option<(File, u64)> = None;
+    let own_path = dir.join(own_file);
+    let mut own: Option<(AtomicFile, u64)> = None;
     let mut report = Relinked::default();
     let (mut saved, mut original) = (Vec::new(), Vec::new());
     let graph = model.graph.as_mut().ok_or_else(|| Error::Model {
@@ -161,16 +163,16 @@ pub fn relink(
         let (file, pos) = match own.as_mut() {
             Some(o) => o,
             None => {
-                let file = File::create(&own_tmp).map_err(Error::io(&own_tmp))?;
+                let file = AtomicFile::create(&own_path)?;
                 own.insert((file, 0))
             }
         };
         let offset = pos.next_multiple_of(ALIGNMENT);
         if offset > *pos {
             file.write_all(&vec![0; (offset - *pos) as usize])
-                .map_err(Error::io(&own_tmp))?;
+                .map_err(Error::io(&own_path))?;
         }
-        file.write_all(&saved).map_err(Error::io(&own_tmp))?;
+        file.write_all(&saved).map_err(Error::io(&own_path))?;
         *pos = offset + r.length;
         set_external(
             tensor,
@@ -183,10 +185,8 @@ pub fn relink(
         report.own_tensors += 1;
         report.own_bytes += r.length;
     }
-    let own_path = dir.join(own_file);
     if let Some((file, _)) = own {
-        file.sync_all().map_err(Error::io(&own_tmp))?;
-        std::fs::rename(&own_tmp, &own_path).map_err(Error::io(&own_path))?;
+        file.commit()?;
         report.own_file = Some(own_file.into());
     } else if own_path.exists() {
         // A stale file from an earlier build.
@@ -196,6 +196,6 @@ pub fn relink(
         path: dir.join(out_model).display().to_string(),
         message: format!("cannot serialize: {e}"),
     })?;
-    odelt_runtime::manifest::write_atomic(&dir.join(out_model), &bytes)?;
+    write_atomic(&dir.join(out_model), &bytes)?;
     Ok(report)
 }

@@ -1,67 +1,21 @@
 //! Reading a checkpoint folder without libtorch: `config.json` and `model.safetensors`, strictly
-//! (every tensor of DESIGN §3 present with its shape, finite values).
+//! (every tensor of docs/DESIGN.md §3 present with its shape, finite values).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use odelt_runtime::{CheckpointMeta, ModelConfig};
+use odelt_format::checkpoint::MODEL_FILE as WEIGHTS_FILE;
+use odelt_format::tensors::expected_tensors;
+use odelt_format::CheckpointMeta;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
-
-/// The EMA weights file of a checkpoint folder.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// A checkpoint tensor as f32, row-major, PyTorch layout.
 #[derive(Debug, Clone)]
 pub struct Tensor {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
-}
-
-/// Names and shapes of every tensor the model has (DESIGN §3), in the model's order.
-pub fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let d = cfg.hidden_size as usize;
-    let c = cfg.in_channels as usize;
-    let p = cfg.patch_size as usize;
-    let m = cfg.mlp_hidden();
-    let mut out: Vec<(String, Vec<usize>)> = vec![
-        ("x_embedder.proj.weight".into(), vec![d, c, p, p]),
-        ("x_embedder.proj.bias".into(), vec![d]),
-        ("pos_embed".into(), vec![1, cfg.num_tokens(), d]),
-    ];
-    for embedder in ["t_embedder", "d_embedder"] {
-        out.push((format!("{embedder}.mlp.0.weight"), vec![d, 256]));
-        out.push((format!("{embedder}.mlp.0.bias"), vec![d]));
-        out.push((format!("{embedder}.mlp.2.weight"), vec![d, d]));
-        out.push((format!("{embedder}.mlp.2.bias"), vec![d]));
-    }
-    out.push((
-        "y_embedder.embedding_table.weight".into(),
-        vec![cfg.num_classes as usize + 1, d],
-    ));
-    out.push((
-        "l_embedder.embedding_table.weight".into(),
-        vec![cfg.depth as usize + 1, d],
-    ));
-    for i in 0..cfg.depth as usize {
-        let linears = [
-            ("attn.qkv", 3 * d, d),
-            ("attn.proj", d, d),
-            ("mlp.fc1", m, d),
-            ("mlp.fc2", d, m),
-            ("adaLN_modulation.1", 6 * d, d),
-        ];
-        for (name, fan_out, fan_in) in linears {
-            out.push((format!("blocks.{i}.{name}.weight"), vec![fan_out, fan_in]));
-            out.push((format!("blocks.{i}.{name}.bias"), vec![fan_out]));
-        }
-    }
-    out.push(("final_layer.adaLN_modulation.1.weight".into(), vec![2 * d, d]));
-    out.push(("final_layer.adaLN_modulation.1.bias".into(), vec![2 * d]));
-    out.push(("final_layer.linear.weight".into(), vec![p * p * c, d]));
-    out.push(("final_layer.linear.bias".into(), vec![p * p * c]));
-    out
 }
 
 /// A loaded checkpoint: its metadata and every expected tensor as f32.

@@ -15,11 +15,13 @@
 
 use std::collections::HashMap;
 
-use odelt_runtime::ModelConfig;
+use odelt_format::tensors::{FREQUENCY_DIM, LAYER_NORM_EPS, MAX_PERIOD};
+use odelt_format::ModelConfig;
 use onnx_protobuf::ModelProto;
 
+use crate::elem::Elem;
 use crate::error::{Error, Result};
-use crate::graph::{Attr, Dim, Elem, ExternalUse, GraphBuilder};
+use crate::graph::{Attr, Dim, ExternalUse, GraphBuilder};
 use crate::weights::StoredTensor;
 
 /// Name of the length embedding row folded into the graph of length `l`.
@@ -219,7 +221,7 @@ impl DitGraph<'_> {
             &[x, &ones],
             vec![
                 ("axis", Attr::Int(-1)),
-                ("epsilon", Attr::Float(1e-6)),
+                ("epsilon", Attr::Float(LAYER_NORM_EPS as f32)),
                 ("stash_type", Attr::Int(1)),
             ],
         )
@@ -307,9 +309,9 @@ impl DitGraph<'_> {
         let freqs = if self.g.is_defined(NAME) {
             NAME.to_string()
         } else {
-            let half = 128;
+            let half = FREQUENCY_DIM / 2;
             let f: Vec<f32> = (0..half)
-                .map(|j| (-(10000f64.ln()) * j as f64 / half as f64).exp() as f32)
+                .map(|j| (-(MAX_PERIOD.ln()) * j as f64 / half as f64).exp() as f32)
                 .collect();
             self.g.floats(NAME, &[1, half as i64], &f)
         };

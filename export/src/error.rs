@@ -7,7 +7,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
-    Runtime(#[from] odelt_runtime::Error),
+    Format(#[from] odelt_format::Error),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{path}: cannot read the checkpoint weights: {source}")]
@@ -58,7 +58,7 @@ impl Error {
     /// True when the error comes from what the user gave (exit code 2).
     pub fn is_input(&self) -> bool {
         match self {
-            Error::Runtime(e) => e.is_input(),
+            Error::Format(e) => e.is_input(),
             Error::InvalidArgument(_)
             | Error::ReadCheckpoint { .. }
             | Error::CorruptCheckpoint { .. }

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use protobuf::Message;
 
+use crate::elem::Elem;
 use crate::error::{Error, Result};
-use crate::graph::{Attr, Dim, Elem, GraphBuilder};
+use crate::graph::{Attr, Dim, GraphBuilder};
 
 /// One 3×3 convolution (padding 1): weight [out, in, 3, 3] and bias [out], row-major f32.
 #[derive(Debug, Clone)]
@@ -57,5 +58,5 @@ pub fn write_feature_net(convs: &[Conv3x3], image_shape: [usize; 3], path: &Path
     let bytes = model
         .write_to_bytes()
         .map_err(|e| Error::Internal(format!("cannot serialise the feature network: {e}")))?;
-    Ok(odelt_runtime::manifest::write_atomic(path, &bytes)?)
+    Ok(odelt_format::atomic::write_atomic(path, &bytes)?)
 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use onnx_protobuf::attribute_proto::AttributeType;
-use onnx_protobuf::tensor_proto::{DataLocation, DataType};
+use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::type_proto::{self, Value};
 use onnx_protobuf::{
@@ -13,6 +13,7 @@ use onnx_protobuf::{
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
+use crate::elem::Elem;
 use crate::error::{Error, Result};
 use crate::weights::StoredTensor;
 
@@ -21,32 +22,6 @@ use crate::weights::StoredTensor;
 pub const IR_VERSION: i64 = 8;
 /// Opset 17: the first with `LayerNormalization`.
 pub const OPSET: i64 = 17;
-
-/// Element types the graphs use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Elem {
-    F32,
-    F16,
-    I64,
-}
-
-impl Elem {
-    pub fn onnx(self) -> DataType {
-        match self {
-            Elem::F32 => DataType::FLOAT,
-            Elem::F16 => DataType::FLOAT16,
-            Elem::I64 => DataType::INT64,
-        }
-    }
-
-    pub fn size(self) -> usize {
-        match self {
-            Elem::F32 => 4,
-            Elem::F16 => 2,
-            Elem::I64 => 8,
-        }
-    }
-}
 
 /// A dimension of a graph input or output.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! odelt-export: checkpoint → per-length ONNX graphs + shared `weights.bin` + `manifest.json`
-//! (DESIGN §6), without libtorch.
+//! (docs/DESIGN.md §6), without libtorch.
 //!
 //! ```no_run
 //! use odelt_export::{export, ExportOptions};
@@ -26,7 +26,7 @@
 //! serialize messages, so neither crate's reflection matters.
 //!
 //! # What a graph stores where
-//! Initializer names are the checkpoint's tensor names (DESIGN §3), so a graph can be checked
+//! Initializer names are the checkpoint's tensor names (docs/DESIGN.md §3), so a graph can be checked
 //! against the checkpoint name by name. The weights of the token linears (`attn.qkv`,
 //! `attn.proj`, `mlp.fc1`, `mlp.fc2`, `final_layer.linear`) are stored transposed to
 //! `[in, out]` for `MatMul`; the initializer's `doc_string` says so. Conditioning linears keep
@@ -43,20 +43,22 @@
 
 pub mod checkpoint;
 mod dit;
+mod elem;
 mod error;
 pub mod features;
 mod graph;
 pub mod testing;
 mod weights;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use odelt_runtime::manifest::{LengthEntry, Source, MANIFEST_FILE};
-use odelt_runtime::{Manifest, ModelConfig};
+use odelt_format::atomic::StagedDir;
+use odelt_format::manifest::{LengthEntry, Source, MANIFEST_FILE};
+use odelt_format::tensors::expected_tensors;
+use odelt_format::{Manifest, ModelConfig};
 use protobuf::Message;
 use sha2::{Digest, Sha256};
 
-pub use checkpoint::expected_tensors;
 pub use dit::length_row_name;
 pub use error::{Error, Result};
 pub use weights::ALIGNMENT;
@@ -120,8 +122,8 @@ pub fn export_with_progress(
         lengths: lengths.clone(),
     });
 
-    let staging = Staging::new(out)?;
-    let weights_path = staging.path.join(WEIGHTS_FILE);
+    let staging = StagedDir::new(out)?;
+    let weights_path = staging.path().join(WEIGHTS_FILE);
     let max_length = *lengths
         .last()
         .ok_or_else(|| Error::InvalidArgument("no lengths to export".into()))?;
@@ -158,7 +160,7 @@ pub fn export_with_progress(
             .write_to_bytes()
             .map_err(|e| Error::Internal(format!("cannot serialise the l={length} graph: {e}")))?;
         let file = graph_file(length);
-        let path = staging.path.join(&file);
+        let path = staging.path().join(&file);
         std::fs::write(&path, &bytes).map_err(|e| Error::write(&path, e))?;
         let mut hasher = Sha256::new();
         hasher.update(&bytes);
@@ -196,9 +198,9 @@ pub fn export_with_progress(
     };
     let text = serde_json::to_string_pretty(&manifest)
         .map_err(|e| Error::Internal(format!("cannot serialise the manifest: {e}")))?;
-    let manifest_path = staging.path.join(MANIFEST_FILE);
+    let manifest_path = staging.path().join(MANIFEST_FILE);
     std::fs::write(&manifest_path, text).map_err(|e| Error::write(&manifest_path, e))?;
-    staging.commit(out)?;
+    staging.commit()?;
     Ok(manifest)
 }
 
@@ -210,7 +212,7 @@ fn resolve_lengths(cfg: &ModelConfig, requested: Option<&[u32]>) -> Result<Vec<u
     if requested.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "no lengths given; valid lengths: {}",
-            odelt_runtime::config::join(&cfg.valid_lengths())
+            odelt_format::join(&cfg.valid_lengths())
         )));
     }
     for &l in requested {
@@ -249,72 +251,6 @@ fn check_output(out: &Path) -> Result<()> {
     } else {
         Err(Error::OutputNotExport(shown))
     }
-}
-
-/// A hidden folder beside the output, removed unless committed: a failed export leaves
-/// neither a manifest nor partial files at `out`.
-struct Staging {
-    path: PathBuf,
-    committed: bool,
-}
-
-impl Staging {
-    fn new(out: &Path) -> Result<Self> {
-        let (parent, name) = split_out(out)?;
-        std::fs::create_dir_all(&parent).map_err(|e| Error::write(&parent, e))?;
-        let path = parent.join(format!(".{name}.export-{}", std::process::id()));
-        if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(|e| Error::write(&path, e))?;
-        }
-        std::fs::create_dir(&path).map_err(|e| Error::write(&path, e))?;
-        Ok(Self {
-            path,
-            committed: false,
-        })
-    }
-
-    /// Moves the staged export to `out`, replacing an earlier export there.
-    fn commit(mut self, out: &Path) -> Result<()> {
-        let (parent, name) = split_out(out)?;
-        let old = parent.join(format!(".{name}.replaced-{}", std::process::id()));
-        let had_old = out.exists();
-        if had_old {
-            std::fs::rename(out, &old).map_err(|e| Error::write(out, e))?;
-        }
-        if let Err(e) = std::fs::rename(&self.path, out) {
-            if had_old {
-                let _ = std::fs::rename(&old, out);
-            }
-            return Err(Error::write(out, e));
-        }
-        self.committed = true;
-        if had_old {
-            if let Err(e) = std::fs::remove_dir_all(&old) {
-                tracing::warn!("could not remove the replaced export {}: {e}", old.display());
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
-fn split_out(out: &Path) -> Result<(PathBuf, String)> {
-    let name = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::InvalidArgument(format!("--out {} must name a folder", out.display())))?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok((parent, name.to_string()))
 }
 
 #[cfg(test)]

@@ -1,44 +1,29 @@
-//! Random checkpoints for tests and fixtures: every tensor of DESIGN §3 with non-zero values
+//! Random checkpoints for tests and fixtures: every tensor of docs/DESIGN.md §3 with non-zero values
 //! (DiT's initialisation zeroes the adaLN and final layers, which would make a numerical
 //! comparison vacuous). Deterministic for a seed.
 
 use std::path::Path;
 
-use odelt_runtime::{CheckpointMeta, ModelConfig};
+use odelt_format::checkpoint::{CONFIG_FILE, MODEL_FILE};
+use odelt_format::seed::SplitMix64;
+use odelt_format::tensors::expected_tensors;
+use odelt_format::{CheckpointMeta, ModelConfig};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-
-use crate::checkpoint::{expected_tensors, WEIGHTS_FILE};
 
 /// A named tensor: name, shape, row-major values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
-/// splitmix64 with Box–Muller normals.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f32 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    }
+/// A standard normal from two SplitMix64 uniforms (Box–Muller).
+fn normal(rng: &mut SplitMix64) -> f32 {
+    let (u1, u2) = (rng.uniform(), rng.uniform());
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
 /// Every tensor of `cfg` with random values: weights ~ N(0, 1/fan_in), biases ~ N(0, 0.1²),
 /// tables and `pos_embed` ~ N(0, 0.5²).
 pub fn random_tensors(cfg: &ModelConfig, seed: u64) -> Vec<NamedTensor> {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     expected_tensors(cfg)
         .into_iter()
         .map(|(name, shape)| {
@@ -51,7 +36,7 @@ pub fn random_tensors(cfg: &ModelConfig, seed: u64) -> Vec<NamedTensor> {
                 let fan_in: usize = shape[1..].iter().product();
                 1.0 / (fan_in as f32).sqrt()
             };
-            let data = (0..numel).map(|_| std * rng.normal()).collect();
+            let data = (0..numel).map(|_| std * normal(&mut rng)).collect();
             (name, shape, data)
         })
         .collect()
@@ -66,12 +51,8 @@ pub fn write_checkpoint(
     dtype: Dtype,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let config = serde_json::json!({
-        "format_version": CheckpointMeta::FORMAT_VERSION,
-        "step": step,
-        "model": cfg,
-    });
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
+    let config = CheckpointMeta::new(step, cfg.clone());
+    std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string_pretty(&config)?)?;
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, shape, data)| {
@@ -101,7 +82,7 @@ pub fn write_checkpoint(
             Ok((name.as_str(), view))
         })
         .collect::<std::io::Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, &dir.join(WEIGHTS_FILE)).map_err(std::io::Error::other)
+    safetensors::serialize_to_file(views, None, &dir.join(MODEL_FILE)).map_err(std::io::Error::other)
 }
 
 /// A random f32 checkpoint of `cfg` at `dir`.

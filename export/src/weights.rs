@@ -12,8 +12,8 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::elem::Elem;
 use crate::error::{Error, Result};
-use crate::graph::Elem;
 
 /// Alignment of every tensor's offset in `weights.bin`.
 pub const ALIGNMENT: u64 = 64 * 1024;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use odelt_export::{export, graph_file, testing, Error, ExportOptions, ALIGNMENT};
-use odelt_runtime::{Manifest, ModelConfig};
+use odelt_format::{Manifest, ModelConfig};
 use onnx_protobuf::tensor_proto::{DataLocation, DataType};
 use onnx_protobuf::{Message, ModelProto};
 use safetensors::Dtype;

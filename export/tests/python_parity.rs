@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use odelt_export::{export, testing, ExportOptions};
-use odelt_runtime::ModelConfig;
+use odelt_format::ModelConfig;
 
 fn python() -> PathBuf {
     let venv = std::env::var_os("ODELT_VENV").unwrap_or_else(|| {

@@ -10,9 +10,9 @@ use std::sync::Mutex;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
 
-use crate::engine::{session_builder, RuntimeOptions};
 use crate::error::{invalid, Error, Result};
-use crate::ortlib;
+use crate::runtime::RuntimeOptions;
+use crate::{ortlib, session};
 
 /// An opened decoder graph. `Send + Sync`; calls are serialised on one session.
 pub struct Decoder {
@@ -52,7 +52,7 @@ impl Decoder {
             path: path.display().to_string(),
             message,
         };
-        let session = session_builder(&env, options, true)?
+        let session = session::builder(&env, &options.session(true))?
             .commit_from_file(&path)
             .map_err(|e| bad(format!("ONNX Runtime cannot load this decoder: {e}")))?;
         let (inputs, outputs) = (session.inputs(), session.outputs());

@@ -1,260 +1,17 @@
 //! Engines: one ONNX Runtime session (pool) per exported length, opened on first use.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorElementType, TensorRef};
 
-use crate::error::{invalid, Error, Result};
-use crate::manifest::{LengthEntry, Manifest};
-use crate::ortlib;
-
-/// Where the graphs run. GPU providers are registered with `error_on_failure`: when the loaded
-/// ONNX Runtime lacks them, opening an engine fails instead of silently running on the CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Provider {
-    /// ONNX Runtime's CPU provider.
-    #[default]
-    Cpu,
-    /// The CUDA provider (from `onnxruntime-gpu`) on this device.
-    Cuda { device_id: i32 },
-    /// The TensorRT provider (from `onnxruntime-gpu` + `tensorrt-cu12-libs`), CUDA for the rest.
-    TensorRt { device_id: i32, fp16: bool },
-}
-
-impl Provider {
-    /// The manifest's backend name for engines built for this provider.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Provider::Cpu => "ort-cpu",
-            Provider::Cuda { .. } => "ort-cuda",
-            Provider::TensorRt { .. } => "tensorrt",
-        }
-    }
-
-    /// `cpu`, `cuda`, `cuda:1`, `tensorrt`, `tensorrt:0`, `tensorrt-fp16`.
-    pub fn parse(text: &str) -> Result<Self> {
-        let (name, device) = match text.split_once(':') {
-            Some((name, id)) => match id.parse::<i32>() {
-                Ok(id) if id >= 0 => (name, id),
-                _ => return invalid!("provider '{text}': device id '{id}' is not a non-negative integer"),
-            },
-            None => (text, 0),
-        };
-        Ok(match name {
-            "cpu" if device == 0 => Provider::Cpu,
-            "cuda" => Provider::Cuda { device_id: device },
-            "tensorrt" => Provider::TensorRt {
-                device_id: device,
-                fp16: false,
-            },
-            "tensorrt-fp16" => Provider::TensorRt {
-                device_id: device,
-                fp16: true,
-            },
-            _ => {
-                return invalid!(
-                    "unknown provider '{text}'; expected cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID]"
-                )
-            }
-        })
-    }
-}
-
-/// How [`Runtime::open`] finds ONNX Runtime and runs the graphs.
-#[derive(Debug, Clone)]
-pub struct RuntimeOptions {
-    /// The ONNX Runtime shared library; `None` searches `ORT_DYLIB_PATH`, then the setup venv.
-    pub ort_library: Option<PathBuf>,
-    /// Threads inside one graph node (ONNX Runtime intra-op threads); 0 lets ONNX Runtime choose.
-    pub intra_threads: usize,
-    /// Execution provider.
-    pub provider: Provider,
-    /// Largest batch sent to the engine in one call; larger requests are split. 0 = no limit.
-    pub max_batch: usize,
-    /// Use an engine built for the provider's backend (`LengthEntry::engines`) when its file
-    /// exists, else the plain graph.
-    pub prefer_built_engines: bool,
-    /// Sessions per length: concurrent callers of one length share this many sessions
-    /// (`Session::run` needs exclusive access). Each holds its own copy of the working memory.
-    pub sessions_per_engine: usize,
-}
-
-impl Default for RuntimeOptions {
-    fn default() -> Self {
-        Self {
-            ort_library: None,
-            intra_threads: 0,
-            provider: Provider::Cpu,
-            max_batch: 0,
-            prefer_built_engines: true,
-            sessions_per_engine: 1,
-        }
-    }
-}
-
-impl RuntimeOptions {
-    #[must_use]
-    pub fn with_ort_library(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ort_library = Some(path.into());
-        self
-    }
-    #[must_use]
-    pub fn with_intra_threads(mut self, threads: usize) -> Self {
-        self.intra_threads = threads;
-        self
-    }
-    #[must_use]
-    pub fn with_provider(mut self, provider: Provider) -> Self {
-        self.provider = provider;
-        self
-    }
-    #[must_use]
-    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
-        self.max_batch = max_batch;
-        self
-    }
-    #[must_use]
-    pub fn with_prefer_built_engines(mut self, prefer: bool) -> Self {
-        self.prefer_built_engines = prefer;
-        self
-    }
-    #[must_use]
-    pub fn with_sessions_per_engine(mut self, sessions: usize) -> Self {
-        self.sessions_per_engine = sessions;
-        self
-    }
-}
-
-/// An export folder ready to sample from. `Send + Sync`: share it (e.g. in an `Arc`) between
-/// threads; each length's engine opens on first use and stays open.
-pub struct Runtime {
-    dir: PathBuf,
-    manifest: Manifest,
-    options: RuntimeOptions,
-    env: Environment,
-    engines: Mutex<HashMap<u32, Arc<Engine>>>,
-}
-
-impl std::fmt::Debug for Runtime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("dir", &self.dir)
-            .field("options", &self.options)
-            .finish()
-    }
-}
-
-impl Runtime {
-    /// Reads `DIR/manifest.json`, checks that the files it names exist, and loads ONNX Runtime.
-    /// No graph is opened yet.
-    pub fn open(dir: impl AsRef<Path>, options: RuntimeOptions) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
-        if !dir.is_dir() {
-            return Err(Error::NotFound(format!(
-                "engine folder {} does not exist; run `odelt export` first",
-                dir.display()
-            )));
-        }
-        let manifest = Manifest::read(&dir)?;
-        if manifest.lengths.is_empty() {
-            return invalid!("{}: the manifest lists no exported lengths", dir.display());
-        }
-        if manifest.io_precision != "fp32" {
-            return invalid!(
-                "{}: io_precision '{}' is not supported by this runtime (fp32 only)",
-                dir.display(),
-                manifest.io_precision
-            );
-        }
-        for entry in &manifest.lengths {
-            manifest.model.check_length(entry.length).map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "{}: manifest lists {e}",
-                    dir.join("manifest.json").display()
-                ))
-            })?;
-            let file = dir.join(&entry.file);
-            if !file.is_file() {
-                return Err(Error::NotFound(format!(
-                    "{}: graph for length {} is missing",
-                    file.display(),
-                    entry.length
-                )));
-            }
-        }
-        let weights = dir.join(&manifest.weights_file);
-        if !weights.is_file() {
-            return Err(Error::NotFound(format!(
-                "{}: the shared weights file is missing",
-                weights.display()
-            )));
-        }
-        let env = ortlib::environment(options.ort_library.as_deref())?;
-        Ok(Self {
-            dir,
-            manifest,
-            options,
-            env,
-            engines: Mutex::new(HashMap::new()),
-        })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-
-    pub fn options(&self) -> &RuntimeOptions {
-        &self.options
-    }
-
-    /// Image shape (C, H, W).
-    pub fn image_shape(&self) -> [usize; 3] {
-        let m = &self.manifest.model;
-        [
-            m.in_channels as usize,
-            m.input_size as usize,
-            m.input_size as usize,
-        ]
-    }
-
-    /// Exported lengths, ascending.
-    pub fn lengths(&self) -> Vec<u32> {
-        let mut lengths: Vec<u32> = self.manifest.lengths.iter().map(|e| e.length).collect();
-        lengths.sort_unstable();
-        lengths
-    }
-
-    /// The engine for `length`, opening its session on first use.
-    pub fn engine(&self, length: u32) -> Result<Arc<Engine>> {
-        let entry = self.manifest.entry(length)?;
-        let mut engines = self
-            .engines
-            .lock()
-            .map_err(|_| Error::Internal("engine table lock poisoned".into()))?;
-        if let Some(engine) = engines.get(&length) {
-            return Ok(engine.clone());
-        }
-        let engine = Arc::new(Engine::open(
-            &self.env,
-            &self.dir,
-            &self.manifest,
-            entry,
-            &self.options,
-        )?);
-        engines.insert(length, engine.clone());
-        Ok(engine)
-    }
-}
+use crate::error::{Error, Result};
+use crate::runtime::RuntimeOptions;
+use crate::session;
+use odelt_format::manifest::{LengthEntry, Manifest};
 
 /// The graph file to load for `entry`: a built engine for the provider's backend when asked
 /// for and present, else the plain graph. Returns the path and whether it is a built engine.
@@ -275,67 +32,6 @@ fn engine_file(dir: &Path, entry: &LengthEntry, options: &RuntimeOptions) -> (Pa
         }
     }
     (dir.join(&entry.file), false)
-}
-
-/// A session builder with the options' threads and provider.
-pub(crate) fn session_builder(
-    env: &Environment,
-    options: &RuntimeOptions,
-    optimize: bool,
-) -> Result<SessionBuilder> {
-    let backend = |e: ort::Error| Error::Backend(e.to_string());
-    let level = if optimize {
-        GraphOptimizationLevel::All
-    } else {
-        GraphOptimizationLevel::Disable
-    };
-    // Worker threads otherwise keep spinning after a call returns and steal the cores from the
-    // next engine (or process): with engines used in turn, calls took up to 3× longer.
-    let mut builder = Session::builder(env)
-        .map_err(backend)?
-        .with_optimization_level(level)
-        .map_err(|e| Error::Backend(e.to_string()))?
-        .with_config_entry("session.force_spinning_stop", "1")
-        .map_err(|e| Error::Backend(e.to_string()))?;
-    if options.intra_threads > 0 {
-        builder = builder
-            .with_intra_threads(options.intra_threads)
-            .map_err(|e| Error::Backend(e.to_string()))?;
-    }
-    let providers = match options.provider {
-        Provider::Cpu => Vec::new(),
-        Provider::Cuda { device_id } => {
-            vec![ort::ep::CUDA::default()
-                .with_device_id(device_id)
-                .build()
-                .error_on_failure()]
-        }
-        Provider::TensorRt { device_id, fp16 } => vec![
-            ort::ep::TensorRT::default()
-                .with_device_id(device_id)
-                .with_fp16(fp16)
-                .build()
-                .error_on_failure(),
-            ort::ep::CUDA::default()
-                .with_device_id(device_id)
-                .build()
-                .error_on_failure(),
-        ],
-    };
-    if !providers.is_empty() {
-        builder = builder.with_execution_providers(providers).map_err(|e| {
-            let name = match options.provider {
-                Provider::Cpu => "CPU",
-                Provider::Cuda { .. } => "CUDA",
-                Provider::TensorRt { .. } => "TensorRT",
-            };
-            Error::Provider(format!(
-                "the {name} execution provider is not available in the loaded ONNX Runtime ({e}); \
-                 install onnxruntime-gpu (and tensorrt-cu12-libs for TensorRT) or use --provider cpu"
-            ))
-        })?;
-    }
-    Ok(builder)
 }
 
 /// A fixed number of sessions shared by threads: `acquire` takes an idle one, creates one while
@@ -431,7 +127,7 @@ const INPUTS: [(&str, TensorElementType); 4] = [
 ];
 
 impl Engine {
-    fn open(
+    pub(crate) fn open(
         env: &Environment,
         dir: &Path,
         manifest: &Manifest,
@@ -482,7 +178,7 @@ impl Engine {
     }
 
     fn create_session(&self) -> Result<Session> {
-        let mut builder = session_builder(&self.env, &self.options, !self.built)?;
+        let mut builder = session::builder(&self.env, &self.options.session(!self.built))?;
         builder.commit_from_file(&self.file).map_err(|e| Error::Model {
             path: self.file.display().to_string(),
             message: format!("ONNX Runtime cannot load this graph: {e}"),

@@ -3,8 +3,9 @@ use thiserror::Error;
 /// Errors of the runtime crate. `is_input` tells bad input (exit 2) from run-time failure (exit 1).
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("invalid model config: {0}")]
-    InvalidConfig(String),
+    /// A format file (manifest, config) that cannot be read, parsed or validated.
+    #[error(transparent)]
+    Format(#[from] odelt_format::Error),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{path}: {source}")]
@@ -12,13 +13,6 @@ pub enum Error {
         path: String,
         #[source]
         source: std::io::Error,
-    },
-    #[error("{path}: not valid JSON for {what}: {source}")]
-    Json {
-        path: String,
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
     },
     /// A file or folder that was asked for does not exist.
     #[error("{0}")]
@@ -52,12 +46,13 @@ impl Error {
     /// Bad input includes a missing or unusable ONNX Runtime library, a corrupt graph and an
     /// unavailable execution provider: each is fixed by changing what is given, not by retrying.
     pub fn is_input(&self) -> bool {
+        if let Error::Format(e) = self {
+            return e.is_input();
+        }
         matches!(
             self,
-            Error::InvalidConfig(_)
-                | Error::InvalidArgument(_)
+            Error::InvalidArgument(_)
                 | Error::Io { .. }
-                | Error::Json { .. }
                 | Error::NotFound(_)
                 | Error::OrtLibraryNotFound(_)
                 | Error::OrtLibrary(_)
@@ -70,6 +65,7 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            Error::Format(e) => e.is_not_found(),
             Error::NotFound(_) | Error::OrtLibraryNotFound(_) => true,
             _ => false,
         }

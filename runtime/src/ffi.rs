@@ -10,8 +10,8 @@ use std::ffi::{c_char, CStr, CString};
 use std::mem::{offset_of, size_of};
 use std::path::PathBuf;
 
-use crate::engine::{Runtime, RuntimeOptions};
 use crate::error::{Error, Result};
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::sample::{GuidanceMode, Labels, NoiseSource, SampleRequest, SolverChoice};
 use crate::solver::Dopri5Options;
 
@@ -126,11 +126,7 @@ fn set_last_error(message: &str) {
 
 fn status_of(err: &Error) -> OdeltStatus {
     match err {
-        Error::InvalidConfig(_)
-        | Error::InvalidArgument(_)
-        | Error::Json { .. }
-        | Error::Model { .. }
-        | Error::Io { .. } => {
+        Error::Format(_) | Error::InvalidArgument(_) | Error::Model { .. } | Error::Io { .. } => {
             if err.is_not_found() {
                 OdeltStatus::ODELT_NOT_FOUND
             } else {

@@ -17,21 +17,25 @@
 //! The noise for a seed is defined in [`noise`]; the C ABI is in [`ffi`] (`include/odelt.h`).
 #![warn(clippy::unwrap_used)]
 
-pub mod config;
 pub mod decoder;
 pub mod engine;
 pub mod error;
 pub mod ffi;
-pub mod manifest;
+pub mod memory;
 pub mod noise;
 pub mod ortlib;
+mod runtime;
 pub mod sample;
+pub mod session;
 pub mod solver;
 
-pub use config::{CheckpointMeta, ModelConfig};
+/// The formats the runtime reads, from `odelt-format`.
+pub use odelt_format::{config, manifest, CheckpointMeta, Manifest, ModelConfig};
+
 pub use decoder::{Decoder, Images};
-pub use engine::{Engine, Provider, Runtime, RuntimeOptions};
+pub use engine::Engine;
 pub use error::{Error, Result};
-pub use manifest::Manifest;
-pub use sample::{BudgetPick, GuidanceMode, Labels, NoiseSource, SampleRequest, Samples, SolverChoice};
+pub use runtime::{BudgetPick, Runtime, RuntimeOptions};
+pub use sample::{GuidanceMode, Labels, NoiseSource, SampleRequest, Samples, SolverChoice};
+pub use session::Provider;
 pub use solver::{Dopri5, Dopri5Options, Euler, SolveStats, Solver, VectorField};

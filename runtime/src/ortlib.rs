@@ -1,9 +1,10 @@
 //! Finding and loading the ONNX Runtime shared library (ort's `load-dynamic`).
 //!
-//! Search order: an explicit path, then `ORT_DYLIB_PATH`, then the venv that `scripts/setup.sh`
-//! makes (`$ODELT_CACHE` or `~/.cache/odelt`, `venv-torch2.13.0-ort1.31.1/lib/python3*/
-//! site-packages/onnxruntime/capi/libonnxruntime.so.*`). One library and one ONNX Runtime
-//! environment serve the whole process: the first successful load wins.
+//! Search order: an explicit path, then `ORT_DYLIB_PATH`, then the venvs that `scripts/setup.sh`
+//! makes under `$ODELT_CACHE` or `~/.cache/odelt` (`venv-ort1.31.1`, the deploy setup, then
+//! `venv-torch2.13.0-ort1.31.1`, the training setup; in each
+//! `lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*`). One library and one
+//! ONNX Runtime environment serve the whole process: the first successful load wins.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -12,8 +13,9 @@ use ort::environment::Environment;
 
 use crate::error::{Error, Result};
 
-/// The venv folder `scripts/setup.sh` creates under the cache.
-pub const SETUP_VENV: &str = "venv-torch2.13.0-ort1.31.1";
+/// The venv folders `scripts/setup.sh` creates under the cache: ONNX Runtime alone (the deploy
+/// setup), and with torch (`--train`).
+pub const SETUP_VENVS: [&str; 2] = ["venv-ort1.31.1", "venv-torch2.13.0-ort1.31.1"];
 /// The ONNX Runtime release the runtime is built against (ort 2.0.0-rc.15, `api-31`).
 pub const ORT_VERSION: &str = "1.31.1";
 
@@ -45,18 +47,20 @@ fn candidates(explicit: Option<&Path>) -> Vec<(String, Option<PathBuf>)> {
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/odelt")));
     match cache {
         Some(cache) => {
-            let lib = cache.join(SETUP_VENV).join("lib");
-            let found = find_in_venv(&lib);
-            out.push((
-                format!(
-                    "{}/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*",
-                    lib.display()
-                ),
-                found,
-            ));
+            for venv in SETUP_VENVS {
+                let lib = cache.join(venv).join("lib");
+                let found = find_in_venv(&lib);
+                out.push((
+                    format!(
+                        "{}/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*",
+                        lib.display()
+                    ),
+                    found,
+                ));
+            }
         }
         None => out.push((
-            "the setup venv (neither ODELT_CACHE nor HOME is set)".into(),
+            "the setup venvs (neither ODELT_CACHE nor HOME is set)".into(),
             None,
         )),
     }

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Runtime};
+use crate::engine::Engine;
 use crate::error::{invalid, Error, Result};
 use crate::noise;
+use crate::runtime::Runtime;
 use crate::solver::{self, Dopri5, Dopri5Options, Euler, SolveStats, Solver, VectorField};
 
 /// Which solver, with its settings.
@@ -228,255 +229,122 @@ impl VectorField for ModelField<'_> {
     }
 }
 
-impl Runtime {
-    /// The length a request asks for (`None` = the largest exported), checked against the
-    /// model's valid lengths and the export.
-    pub fn resolve_length(&self, length: Option<u32>) -> Result<u32> {
-        let manifest = self.manifest();
-        let length = match length {
-            Some(l) => l,
-            None => manifest
-                .largest_length()
-                .ok_or_else(|| Error::InvalidArgument("no exported lengths".into()))?,
-        };
-        manifest.model.check_length(length)?;
-        manifest.entry(length)?;
-        Ok(length)
-    }
-
-    /// Labels per sample for `n` samples, checked against `num_classes`.
-    fn labels(&self, labels: &Labels, n: usize) -> Result<Vec<i64>> {
-        let null = self.manifest().model.num_classes as i64;
-        let out = match labels {
-            Labels::Null => vec![null; n],
-            Labels::Class(c) => vec![*c; n],
-            Labels::PerSample(v) => {
-                if v.len() != n {
-                    return invalid!("{} labels given for {n} samples", v.len());
-                }
-                v.clone()
+/// Labels per sample for `n` samples, checked against `num_classes`.
+fn labels(labels: &Labels, n: usize, num_classes: u32) -> Result<Vec<i64>> {
+    let null = num_classes as i64;
+    let out = match labels {
+        Labels::Null => vec![null; n],
+        Labels::Class(c) => vec![*c; n],
+        Labels::PerSample(v) => {
+            if v.len() != n {
+                return invalid!("{} labels given for {n} samples", v.len());
             }
-        };
-        if let Some(bad) = out.iter().find(|l| !(0..=null).contains(*l)) {
-            return invalid!(
-                "label {bad} is out of range: classes are 0..{} and {null} is the null label",
-                null - 1
-            );
+            v.clone()
         }
-        Ok(out)
+    };
+    if let Some(bad) = out.iter().find(|l| !(0..=null).contains(*l)) {
+        return invalid!(
+            "label {bad} is out of range: classes are 0..{} and {null} is the null label",
+            null - 1
+        );
     }
+    Ok(out)
+}
 
-    /// Samples N images: validates the request, opens the engine if needed, integrates the
-    /// outer ODE from t = 0 (noise) to t = 1 (data). Safe to call from several threads at once.
-    pub fn sample(&self, req: &SampleRequest) -> Result<Samples> {
-        let start = Instant::now();
-        let length = self.resolve_length(req.length)?;
-        let mut solver = req.solver.build();
-        solver.validate()?;
-        if req.n == 0 {
-            return invalid!("the number of samples must be at least 1");
-        }
-        let [c, h, w] = self.image_shape();
-        let numel = c * h * w;
-        let total = req
-            .n
-            .checked_mul(numel)
-            .ok_or_else(|| Error::InvalidArgument("too many samples".into()))?;
-        let mut x = match &req.noise {
-            NoiseSource::Seed(seed) => noise::normal(*seed, total),
-            NoiseSource::Given(v) => {
-                if v.len() != total {
-                    return invalid!(
-                        "noise has {} floats, but {} samples of {c}×{h}×{w} need {total}",
-                        v.len(),
-                        req.n
-                    );
-                }
-                if v.iter().any(|v| !v.is_finite()) {
-                    return invalid!("the given noise contains NaN or Inf");
-                }
-                v.clone()
-            }
-        };
-        let labels = self.labels(&req.labels, req.n)?;
-        if !req.cfg_scale.is_finite() {
-            return invalid!("guidance scale must be finite (got {})", req.cfg_scale);
-        }
-        let null = self.manifest().model.num_classes as i64;
-        let guidance = if req.cfg_scale > 1.0 {
-            if labels.iter().all(|l| *l == null) {
-                tracing::warn!(
-                    "guidance scale {} ignored: every label is the null label",
-                    req.cfg_scale
+/// [`Runtime::sample`]: validates the request, opens the engine if needed, integrates the
+/// outer ODE from t = 0 (noise) to t = 1 (data).
+pub(crate) fn run(rt: &Runtime, req: &SampleRequest) -> Result<Samples> {
+    let start = Instant::now();
+    let length = rt.resolve_length(req.length)?;
+    let mut solver = req.solver.build();
+    solver.validate()?;
+    if req.n == 0 {
+        return invalid!("the number of samples must be at least 1");
+    }
+    let [c, h, w] = rt.image_shape();
+    let numel = c * h * w;
+    let total = req
+        .n
+        .checked_mul(numel)
+        .ok_or_else(|| Error::InvalidArgument("too many samples".into()))?;
+    let mut x = match &req.noise {
+        NoiseSource::Seed(seed) => noise::normal(*seed, total),
+        NoiseSource::Given(v) => {
+            if v.len() != total {
+                return invalid!(
+                    "noise has {} floats, but {} samples of {c}×{h}×{w} need {total}",
+                    v.len(),
+                    req.n
                 );
-                None
-            } else {
-                Some((req.cfg_scale, req.guidance))
             }
-        } else {
-            None
-        };
-
-        let engine = self.engine(length)?;
-        let level = solver.level(&self.manifest().model);
-        let rows = match guidance {
-            Some((_, GuidanceMode::Batched)) => 2 * req.n,
-            _ => req.n,
-        };
-        let max_batch = self.options().max_batch;
-        let chunk = if max_batch == 0 { rows } else { max_batch.min(rows) };
-        let nulls = vec![null; req.n];
-        let (field_labels, rows_x, rows_v) = match guidance {
-            None => (labels, Vec::new(), Vec::new()),
-            Some((_, GuidanceMode::Batched)) => {
-                let mut both = labels;
-                both.extend_from_slice(&nulls);
-                (both, vec![0.0; 2 * total], vec![0.0; 2 * total])
+            if v.iter().any(|v| !v.is_finite()) {
+                return invalid!("the given noise contains NaN or Inf");
             }
-            Some((_, GuidanceMode::Separate)) => (labels, Vec::new(), vec![0.0; total]),
-        };
-        let mut field = ModelField {
-            caller: Caller {
-                engine: &engine,
-                numel,
-                max_batch,
-                level: level as f32,
-                t: vec![0.0; chunk],
-                k: vec![0.0; chunk],
-                engine_time: Duration::ZERO,
-            },
-            n: req.n,
-            labels: field_labels,
-            nulls,
-            guidance,
-            rows_x,
-            rows_v,
-        };
-        let stats = solver::solve(solver.as_mut(), &mut field, &mut x, 0.0, 1.0)?;
-        Ok(Samples {
-            data: x,
-            shape: [req.n, c, h, w],
-            length,
-            level,
-            solver: solver.name(),
-            stats,
-            wall: start.elapsed(),
-        })
+            v.clone()
+        }
+    };
+    let labels = labels(&req.labels, req.n, rt.manifest().model.num_classes)?;
+    if !req.cfg_scale.is_finite() {
+        return invalid!("guidance scale must be finite (got {})", req.cfg_scale);
     }
-}
-
-/// What [`Runtime::pick_for_budget`] chose.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BudgetPick {
-    pub length: u32,
-    pub steps: u32,
-    /// Predicted time of the whole solve (steps × one evaluation), from the calibration.
-    pub predicted_ms: f64,
-}
-
-impl Runtime {
-    /// Predicted milliseconds of one evaluation of `rows` rows at `length`, from the manifest's
-    /// calibration for this provider's backend: `ceil(rows / max_batch)` calls, each at the
-    /// measured median for its batch (linear between measured batches, proportional beyond
-    /// the largest, the smallest's time below it). `None` without calibration.
-    pub fn predicted_eval_ms(&self, length: u32, rows: usize) -> Option<f64> {
-        let entry = self.manifest().entry(length).ok()?;
-        let backend = self.options().provider.backend();
-        let threads = self.options().intra_threads as u32;
-        let mut points: Vec<(f64, f64)> = entry
-            .calibration
-            .iter()
-            .filter(|c| c.backend == backend && (threads == 0 || c.threads == threads))
-            .map(|c| (c.batch as f64, c.ms_median))
-            .collect();
-        if points.is_empty() {
-            // Calibrated with another thread count: better than nothing.
-            points = entry
-                .calibration
-                .iter()
-                .filter(|c| c.backend == backend)
-                .map(|c| (c.batch as f64, c.ms_median))
-                .collect();
-        }
-        if points.is_empty() || rows == 0 {
-            return None;
-        }
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let max_batch = self.options().max_batch;
-        let per_call = if max_batch == 0 { rows } else { max_batch.min(rows) };
-        let calls = rows.div_ceil(per_call) as f64;
-        let b = per_call as f64;
-        let (first, last) = (points[0], points[points.len() - 1]);
-        let ms = if b <= first.0 {
-            first.1
-        } else if b >= last.0 {
-            last.1 * b / last.0
-        } else {
-            let i = points.iter().position(|p| p.0 >= b).unwrap_or(points.len() - 1);
-            let (lo, hi) = (points[i - 1], points[i]);
-            lo.1 + (hi.1 - lo.1) * (b - lo.0) / (hi.0 - lo.0)
-        };
-        Some(calls * ms)
-    }
-
-    /// The largest length (and, when `steps` is `None`, the most Euler steps: a power of two
-    /// ≤ T_max) whose predicted time for `rows` rows per evaluation fits `budget_ms`.
-    pub fn pick_for_budget(&self, budget_ms: f64, steps: Option<u32>, rows: usize) -> Result<BudgetPick> {
-        if !(budget_ms > 0.0 && budget_ms.is_finite()) {
-            return invalid!("--budget-ms must be a positive number of milliseconds (got {budget_ms})");
-        }
-        if steps == Some(0) {
-            return invalid!("euler needs at least 1 step (got --steps 0)");
-        }
-        let t_max = self.manifest().model.denoise_timesteps;
-        let mut cheapest: Option<(u32, f64)> = None;
-        let mut calibrated = false;
-        for length in self.lengths().into_iter().rev() {
-            let Some(eval_ms) = self.predicted_eval_ms(length, rows) else {
-                continue;
-            };
-            calibrated = true;
-            if cheapest.is_none_or(|(_, ms)| eval_ms < ms) {
-                cheapest = Some((length, eval_ms));
-            }
-            let pick = match steps {
-                Some(s) => (s as f64 * eval_ms <= budget_ms).then_some(s),
-                None => {
-                    let mut s = t_max;
-                    while s > 1 && s as f64 * eval_ms > budget_ms {
-                        s /= 2;
-                    }
-                    (s as f64 * eval_ms <= budget_ms).then_some(s)
-                }
-            };
-            if let Some(steps) = pick {
-                return Ok(BudgetPick {
-                    length,
-                    steps,
-                    predicted_ms: steps as f64 * eval_ms,
-                });
-            }
-        }
-        if !calibrated {
-            return invalid!(
-                "{}: no latency calibration for backend {} in the manifest; run `odelt bench --engines {}` first",
-                self.dir().display(),
-                self.options().provider.backend(),
-                self.dir().display()
+    let null = rt.manifest().model.num_classes as i64;
+    let guidance = if req.cfg_scale > 1.0 {
+        if labels.iter().all(|l| *l == null) {
+            tracing::warn!(
+                "guidance scale {} ignored: every label is the null label",
+                req.cfg_scale
             );
+            None
+        } else {
+            Some((req.cfg_scale, req.guidance))
         }
-        let Some((length, eval_ms)) = cheapest else {
-            return Err(Error::Internal(
-                "calibration present but no length was priced".into(),
-            ));
-        };
-        let s = steps.unwrap_or(1);
-        invalid!(
-            "budget {budget_ms} ms is too small: the cheapest choice (length {length}, {s} step{}) is predicted \
-             to take {:.3} ms at {rows} row{} per evaluation",
-            if s == 1 { "" } else { "s" },
-            s as f64 * eval_ms,
-            if rows == 1 { "" } else { "s" }
-        )
-    }
+    } else {
+        None
+    };
+
+    let engine = rt.engine(length)?;
+    let level = solver.level(&rt.manifest().model);
+    let rows = match guidance {
+        Some((_, GuidanceMode::Batched)) => 2 * req.n,
+        _ => req.n,
+    };
+    let max_batch = rt.options().max_batch;
+    let chunk = if max_batch == 0 { rows } else { max_batch.min(rows) };
+    let nulls = vec![null; req.n];
+    let (field_labels, rows_x, rows_v) = match guidance {
+        None => (labels, Vec::new(), Vec::new()),
+        Some((_, GuidanceMode::Batched)) => {
+            let mut both = labels;
+            both.extend_from_slice(&nulls);
+            (both, vec![0.0; 2 * total], vec![0.0; 2 * total])
+        }
+        Some((_, GuidanceMode::Separate)) => (labels, Vec::new(), vec![0.0; total]),
+    };
+    let mut field = ModelField {
+        caller: Caller {
+            engine: &engine,
+            numel,
+            max_batch,
+            level: level as f32,
+            t: vec![0.0; chunk],
+            k: vec![0.0; chunk],
+            engine_time: Duration::ZERO,
+        },
+        n: req.n,
+        labels: field_labels,
+        nulls,
+        guidance,
+        rows_x,
+        rows_v,
+    };
+    let stats = solver::solve(solver.as_mut(), &mut field, &mut x, 0.0, 1.0)?;
+    Ok(Samples {
+        data: x,
+        shape: [req.n, c, h, w],
+        length,
+        level,
+        solver: solver.name(),
+        stats,
+        wall: start.elapsed(),
+    })
 }

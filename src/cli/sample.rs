@@ -1,4 +1,4 @@
-//! `odelt sample`: draw images from exported engines with Euler or Dopri5 (DESIGN §8).
+//! `odelt sample`: draw images from exported engines with Euler or Dopri5 (docs/DESIGN.md §8).
 //!
 //! Bad usage and input are `odelt_runtime::Error`s with `is_input()` (exit 2); failures while
 //! running are not (exit 1). Outputs are written through a temp file and a rename.
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ndarray::{Array1, Array4};
+use odelt_format::atomic::write_atomic;
 use odelt_runtime::{
     Decoder, Dopri5Options, Error as RtError, GuidanceMode, Labels, Provider, Runtime, RuntimeOptions,
     SampleRequest, SolverChoice,
@@ -152,8 +153,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         SolverKind::Euler => {
             let (length, steps) = match args.budget_ms {
                 Some(budget) => {
-                    let guided = args.cfg > 1.0 && request.labels != Labels::Null && !args.cfg_separate;
-                    let rows = if guided { 2 * args.n } else { args.n };
+                    let rows = rt.rows_per_evaluation(&request);
                     let pick = rt.pick_for_budget(budget, args.steps, rows)?;
                     let note = format!(
                         "budget {budget} ms: picked length {} with {} Euler step{} (predicted {:.2} ms at {rows} row{} per evaluation)",
@@ -209,7 +209,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         write_atomic(path, &bytes)?;
     }
     if let Some(path) = &args.out {
-        write_atomic(path, &png_grid(&data, shape)?)?;
+        write_atomic(path, &crate::png::grid(&data, shape)?)?;
     }
 
     let wall_ms = samples.wall.as_secs_f64() * 1e3;
@@ -297,92 +297,4 @@ fn read_npy<A: ndarray_npy::ReadableElement, D: ndarray::Dimension>(
     })?;
     ndarray_npy::ReadNpyExt::read_npy(std::io::BufReader::new(file))
         .map_err(|e| input(format!("{}: not a {what} .npy file: {e}", path.display())))
-}
-
-/// Writes through a hidden sibling temp file and a rename: a failed run leaves no partial file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| input(format!("{}: not a file name", path.display())))?;
-    let tmp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(source) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(RtError::Io {
-            path: path.display().to_string(),
-            source,
-        }
-        .into());
-    }
-    Ok(())
-}
-
-/// [N, C, H, W] in [-1, 1] → a PNG of a near-square grid (⌈√N⌉ columns, 2-pixel gaps).
-fn png_grid(data: &[f32], shape: [usize; 4]) -> anyhow::Result<Vec<u8>> {
-    let [n, c, h, w] = shape;
-    const GAP: usize = 2;
-    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
-    let rows = n.div_ceil(cols);
-    let (width, height) = (cols * w + (cols - 1) * GAP, rows * h + (rows - 1) * GAP);
-    let mut pixels = vec![0u8; width * height * c];
-    for i in 0..n {
-        let (gy, gx) = ((i / cols) * (h + GAP), (i % cols) * (w + GAP));
-        for ch in 0..c {
-            for y in 0..h {
-                for x in 0..w {
-                    let v = data[((i * c + ch) * h + y) * w + x];
-                    pixels[((gy + y) * width + gx + x) * c + ch] = to_byte(v);
-                }
-            }
-        }
-    }
-    encode_png(&pixels, width, height, c)
-}
-
-/// A value in [-1, 1] (clamped) → 0…255.
-pub(crate) fn to_byte(v: f32) -> u8 {
-    ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
-}
-
-/// Interleaved 8-bit pixels, 1 (grey) or 3 (RGB) channels → PNG bytes.
-pub(crate) fn encode_png(
-    pixels: &[u8],
-    width: usize,
-    height: usize,
-    channels: usize,
-) -> anyhow::Result<Vec<u8>> {
-    let color = if channels == 1 {
-        image::ExtendedColorType::L8
-    } else {
-        image::ExtendedColorType::Rgb8
-    };
-    let mut bytes = Vec::new();
-    image::ImageEncoder::write_image(
-        image::codecs::png::PngEncoder::new(&mut bytes),
-        pixels,
-        width as u32,
-        height as u32,
-        color,
-    )
-    .context("encoding PNG")?;
-    Ok(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grid_is_near_square_and_scaled() {
-        let data = [-1.0, 1.0, 0.0, 2.0, -3.0];
-        let png = png_grid(&data[..5], [5, 1, 1, 1]).expect("png");
-        let img = image::load_from_memory(&png).expect("decode").to_luma8();
-        // 5 images of 1×1: 3 columns, 2 rows, 2-pixel gaps.
-        assert_eq!((img.width(), img.height()), (7, 4));
-        assert_eq!(img.get_pixel(0, 0).0[0], 0);
-        assert_eq!(img.get_pixel(3, 0).0[0], 255);
-        assert_eq!(img.get_pixel(6, 0).0[0], 128);
-        assert_eq!(img.get_pixel(0, 3).0[0], 255, "clamped");
-        assert_eq!(img.get_pixel(3, 3).0[0], 0, "clamped");
-    }
 }

@@ -1,17 +1,11 @@
-//! `odelt train`: Algorithm 1 on a dataset, writing a checkpoint folder.
+//! `odelt train`: Algorithm 1 on a dataset, writing a checkpoint folder (`train::fit`; needs the
+//! `train` feature).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
-use odelt_runtime::ModelConfig;
-use tch::{Device, Tensor};
 
-use crate::bad_input;
-use crate::checkpoint::LogRow;
-use crate::data::{epoch_permutation, DataSource, Dataset, Split};
-use crate::train::{Losses, Objective, TrainConfig, Trainer};
+use crate::train::Objective;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -98,227 +92,78 @@ pub struct TrainArgs {
     pub stop_at: Option<u64>,
 }
 
+#[cfg(feature = "train")]
 impl TrainArgs {
-    fn train_config(&self, model: &ModelConfig) -> Result<TrainConfig> {
-        let d = TrainConfig::default();
-        let config = TrainConfig {
-            objective: self.objective.unwrap_or(d.objective),
-            batch_size: self.batch_size.unwrap_or(d.batch_size),
-            lr: self.lr.unwrap_or(TrainConfig::default_lr(model.hidden_size)),
-            lr_min: self.lr_min.unwrap_or(d.lr_min),
-            warmup_steps: self.warmup_steps.unwrap_or(d.warmup_steps),
-            ema_decay: self.ema_decay.unwrap_or(d.ema_decay),
-            class_dropout: self.class_dropout.unwrap_or(d.class_dropout),
-            tc_fraction: self.tc_fraction.unwrap_or(d.tc_fraction),
-            lc_fraction: self.lc_fraction.unwrap_or(d.lc_fraction),
+    fn hyper(&self) -> crate::train::TrainOverrides {
+        crate::train::TrainOverrides {
+            objective: self.objective,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            lr_min: self.lr_min,
+            warmup_steps: self.warmup_steps,
+            ema_decay: self.ema_decay,
+            class_dropout: self.class_dropout,
+            tc_fraction: self.tc_fraction,
+            lc_fraction: self.lc_fraction,
             t_on_grid: self.t_on_grid,
             seed: self.seed,
-            ..d
-        };
-        config.validate().map_err(|e| bad_input!("{e}"))?;
-        Ok(config)
+        }
     }
+}
 
-    fn trainer(&self, device: Device) -> Result<Trainer> {
-        let has_checkpoint = self.out.join(crate::checkpoint::CONFIG_FILE).exists();
-        if self.resume {
-            if !has_checkpoint {
-                return Err(bad_input!(
-                    "--resume: {} holds no checkpoint to continue",
-                    self.out.display()
+#[cfg(not(feature = "train"))]
+pub fn run(_args: TrainArgs) -> Result<()> {
+    Err(crate::train::needs_train_feature("train"))
+}
+
+#[cfg(feature = "train")]
+pub fn run(args: TrainArgs) -> Result<()> {
+    use crate::data::DataSource;
+    use crate::train::{fit, FitEvent, FitOptions};
+
+    let options = FitOptions {
+        data: DataSource::parse(&args.data, args.data_labels.clone())?,
+        out: args.out.clone(),
+        model: args.model.clone(),
+        init_from: args.init_from.clone(),
+        resume: args.resume,
+        hyper: args.hyper(),
+        steps: args.steps,
+        stop_at: args.stop_at,
+        time_limit: None,
+        save_every: args.save_every,
+        log_every: args.log_every,
+        threads: args.threads,
+        device: args.device.clone(),
+    };
+    let bar = crate::progress::bar(
+        args.steps,
+        "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+    );
+    let summary = fit(&options, |event| match event {
+        FitEvent::Started { step, total, samples } => {
+            tracing::info!(samples, step, total, "training");
+            bar.set_position(step);
+        }
+        FitEvent::Stepped { logged, .. } => {
+            bar.inc(1);
+            if let Some(row) = logged {
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} samples/s",
+                    row.loss, row.samples_per_s
                 ));
             }
-            return Trainer::resume(&self.out, self.steps, device);
         }
-        if has_checkpoint {
-            return Err(bad_input!(
-                "{} already holds a checkpoint; pass --resume to continue it or choose another --out",
-                self.out.display()
-            ));
+        FitEvent::TimeLimit { step } => {
+            bar.suspend(|| eprintln!("time limit reached at step {step} of {}", args.steps))
         }
-        let model = match &self.init_from {
-            Some(dir) => crate::checkpoint::CheckpointConfig::read(dir)?.meta.model,
-            None => ModelConfig::from_preset_or_file(&self.model)?,
-        };
-        let train = self.train_config(&model)?;
-        let mut trainer = Trainer::new(model, train, self.steps, device);
-        if let Some(dir) = &self.init_from {
-            trainer.start_from(dir)?;
-        }
-        Ok(trainer)
-    }
-}
-
-pub fn run(args: TrainArgs) -> Result<()> {
-    run_for(args, None).map(drop)
-}
-
-/// [`run`], stopping (and saving) at the first step that starts after `limit`; returns the
-/// steps done. The learning-rate schedule still spans `--steps`.
-pub(crate) fn run_for(args: TrainArgs, limit: Option<std::time::Duration>) -> Result<u64> {
-    let deadline = limit.map(|limit| Instant::now() + limit);
-    if let Some(threads) = args.threads {
-        tch::set_num_threads(threads as i32);
-    }
-    let device = parse_device(&args.device)?;
-    let mut trainer = args.trainer(device)?;
-    let source = DataSource::parse(&args.data, args.data_labels.clone())?;
-    let data =
-        Dataset::load(&source, &trainer.model_config, Split::Train, trainer.train.seed)?.to_device(device);
-    tracing::info!(
-        samples = data.len(),
-        step = trainer.step,
-        total = args.steps,
-        "training"
-    );
-    let bar = progress_bar(args.steps, trainer.step);
-    let mut order = BatchOrder::new(data.len(), trainer.train.seed);
-    let mut interval = Interval::new();
-    let stop = args.stop_at.unwrap_or(args.steps).min(args.steps);
-    while trainer.step < stop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            bar.suspend(|| eprintln!("time limit reached at step {} of {}", trainer.step, args.steps));
-            break;
-        }
-        let indices = order.indices(trainer.step, trainer.train.batch_size);
-        let (x1, y) = data.batch(&indices.to_device(device));
-        let (losses, lr) = trainer.train_step(&x1, &y);
-        if !losses.total.is_finite() {
-            anyhow::bail!(
-                "the loss became {} at step {}; lower --lr or check the data",
-                losses.total,
-                trainer.step
-            );
-        }
-        interval.add(losses, x1.size()[0] as usize);
-        bar.inc(1);
-        if trainer.step % args.log_every == 0 || trainer.step == args.steps {
-            let row = interval.finish(trainer.step, lr);
-            bar.set_message(format!(
-                "loss {:.4}  {:.0} samples/s",
-                row.loss, row.samples_per_s
-            ));
-            trainer.log.push(row);
-        }
-        if trainer.step % args.save_every == 0 && trainer.step < args.steps {
-            trainer.save(&args.out)?;
-        }
-    }
-    trainer.save(&args.out)?;
+    });
     bar.finish();
-    let last = trainer
-        .log
-        .last()
-        .map(|r| format!(", last loss {:.4}", r.loss))
+    let summary = summary?;
+    let last = summary
+        .last_loss
+        .map(|loss| format!(", last loss {loss:.4}"))
         .unwrap_or_default();
-    eprintln!("wrote {} at step {}{last}", args.out.display(), trainer.step);
-    Ok(trainer.step)
-}
-
-/// `cpu`, `cuda` or `cuda:N`, refused unless libtorch sees that GPU.
-fn parse_device(spec: &str) -> Result<Device> {
-    let index = match spec {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        _ => spec
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| bad_input!("--device '{spec}' is not cpu, cuda or cuda:N"))?,
-    };
-    let gpus = tch::Cuda::device_count() as usize;
-    if index >= gpus {
-        return Err(bad_input!(
-            "--device '{spec}' is not available: libtorch sees {gpus} CUDA device(s) (a CPU-only libtorch or no GPU)"
-        ));
-    }
-    Ok(Device::Cuda(index))
-}
-
-fn progress_bar(total: u64, done: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total).with_position(done);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}")
-            .expect("a valid template"),
-    );
-    bar
-}
-
-/// Sample order over epochs: step s takes positions s·B … s·B + B − 1 of the concatenation of
-/// per-epoch permutations, so the order depends only on (seed, step) and survives a resume.
-struct BatchOrder {
-    len: usize,
-    seed: u64,
-    epoch: u64,
-    permutation: Vec<i64>,
-}
-
-impl BatchOrder {
-    fn new(len: usize, seed: u64) -> Self {
-        Self {
-            len,
-            seed,
-            epoch: u64::MAX,
-            permutation: Vec::new(),
-        }
-    }
-
-    fn indices(&mut self, step: u64, batch: usize) -> Tensor {
-        let start = step * batch as u64;
-        let picks: Vec<i64> = (start..start + batch as u64)
-            .map(|g| {
-                let epoch = g / self.len as u64;
-                if epoch != self.epoch {
-                    let perm = epoch_permutation(self.len, self.seed, epoch);
-                    self.permutation = Vec::<i64>::try_from(&perm).expect("an int64 permutation");
-                    self.epoch = epoch;
-                }
-                self.permutation[(g % self.len as u64) as usize]
-            })
-            .collect();
-        Tensor::from_slice(&picks)
-    }
-}
-
-/// Means over a logging interval.
-struct Interval {
-    start: Instant,
-    steps: usize,
-    samples: usize,
-    sum: Losses,
-}
-
-impl Interval {
-    fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            steps: 0,
-            samples: 0,
-            sum: Losses::default(),
-        }
-    }
-
-    fn add(&mut self, l: Losses, samples: usize) {
-        let nan0 = |v: f64| if v.is_nan() { 0.0 } else { v };
-        self.sum.total += l.total;
-        self.sum.fm += nan0(l.fm);
-        self.sum.tc += nan0(l.tc);
-        self.sum.lc += nan0(l.lc);
-        self.steps += 1;
-        self.samples += samples;
-    }
-
-    fn finish(&mut self, step: u64, lr: f64) -> LogRow {
-        let n = self.steps.max(1) as f64;
-        let row = LogRow {
-            step,
-            loss: self.sum.total / n,
-            loss_fm: self.sum.fm / n,
-            loss_tc: self.sum.tc / n,
-            loss_lc: self.sum.lc / n,
-            lr,
-            samples_per_s: self.samples as f64 / self.start.elapsed().as_secs_f64(),
-        };
-        *self = Self::new();
-        row
-    }
+    eprintln!("wrote {} at step {}{last}", args.out.display(), summary.step);
+    Ok(())
 }

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use image::imageops::FilterType;
-use odelt_runtime::ModelConfig;
-use tch::Tensor;
+use odelt_format::ModelConfig;
 
 use super::{from_bytes, Dataset};
 use crate::bad_input;
@@ -44,11 +43,11 @@ pub fn load(dir: &Path, config: &ModelConfig) -> Result<Dataset> {
             labels.push(label as i64);
         }
     }
-    let n = labels.len() as i64;
-    let images = from_bytes(&pixels, [n, channels as i64, side as i64, side as i64]);
+    let (side, channels) = (side as usize, channels as usize);
     Ok(Dataset {
-        images,
-        labels: Tensor::from_slice(&labels),
+        images: from_bytes(&pixels),
+        shape: [labels.len(), channels, side, side],
+        labels,
     })
 }
 

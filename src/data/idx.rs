@@ -4,7 +4,6 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tch::Tensor;
 
 use super::{from_bytes, Dataset, Split};
 use crate::bad_input;
@@ -22,10 +21,11 @@ pub fn load_fashion_mnist(dir: &Path, split: Split) -> Result<Dataset> {
             dir.display()
         ));
     }
-    let n = image_dims[0] as i64;
-    let images = from_bytes(&pixels, [n, 1, image_dims[1] as i64, image_dims[2] as i64]);
-    let labels = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
-    Ok(Dataset { images, labels })
+    Ok(Dataset {
+        images: from_bytes(&pixels),
+        shape: [image_dims[0], 1, image_dims[1], image_dims[2]],
+        labels: labels.iter().map(|&l| l as i64).collect(),
+    })
 }
 
 /// Returns the dimension sizes and the u8 payload of a gzipped IDX file.

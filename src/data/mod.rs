@@ -1,5 +1,6 @@
 //! Training data: Fashion-MNIST (IDX), an image folder, a `.npy` array, or synthetic images.
-//! Everything is loaded into memory as f32 [N, C, H, W] in [-1, 1] with i64 labels [N].
+//! Everything is loaded into memory as f32 [N, C, H, W] in [-1, 1] with i64 labels [N], in
+//! plain vectors: evaluation needs no libtorch, training turns them into tensors.
 
 mod folder;
 mod idx;
@@ -9,8 +10,7 @@ mod synthetic;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use odelt_runtime::ModelConfig;
-use tch::{Kind, Tensor};
+use odelt_format::ModelConfig;
 
 use crate::bad_input;
 
@@ -62,10 +62,12 @@ impl DataSource {
 }
 
 /// Images f32 [N, C, H, W] in [-1, 1] and labels i64 [N] in [0, num_classes).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Dataset {
-    pub images: Tensor,
-    pub labels: Tensor,
+    /// Row-major [N, C, H, W].
+    pub images: Vec<f32>,
+    pub shape: [usize; 4],
+    pub labels: Vec<i64>,
 }
 
 impl Dataset {
@@ -80,41 +82,24 @@ impl Dataset {
         Ok(dataset)
     }
 
-    /// The same data on `device` (training draws batches where the model is).
-    pub fn to_device(self, device: tch::Device) -> Self {
-        Self {
-            images: self.images.to_device(device),
-            labels: self.labels.to_device(device),
-        }
-    }
-
     pub fn len(&self) -> usize {
-        self.images.size()[0] as usize
+        self.shape[0]
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The samples at `indices` (i64 [B]).
-    pub fn batch(&self, indices: &Tensor) -> (Tensor, Tensor) {
-        (
-            self.images.index_select(0, indices),
-            self.labels.index_select(0, indices),
-        )
-    }
-
     fn check_fits(&self, config: &ModelConfig) -> Result<()> {
         let want = [
-            config.in_channels as i64,
-            config.input_size as i64,
-            config.input_size as i64,
+            config.in_channels as usize,
+            config.input_size as usize,
+            config.input_size as usize,
         ];
-        let size = self.images.size();
-        if size.len() != 4 || size[1..] != want {
+        if self.shape[1..] != want {
             return Err(bad_input!(
                 "data images are {:?} but the model expects [N, {}, {}, {}]; pick a matching --model or data",
-                size,
+                self.shape,
                 want[0],
                 want[1],
                 want[2]
@@ -123,10 +108,12 @@ impl Dataset {
         if self.is_empty() {
             return Err(bad_input!("the data holds no images"));
         }
-        let max_label = self.labels.max().int64_value(&[]);
-        if self.labels.min().int64_value(&[]) < 0 || max_label >= config.num_classes as i64 {
+        let max_label = self.labels.iter().copied().max().unwrap_or(0);
+        let min_label = self.labels.iter().copied().min().unwrap_or(0);
+        if min_label < 0 || max_label >= config.num_classes as i64 {
             return Err(bad_input!(
-                "data labels reach {max_label} but the model has {} classes (0..{})",
+                "data labels reach {} but the model has {} classes (0..{})",
+                if min_label < 0 { min_label } else { max_label },
                 config.num_classes,
                 config.num_classes - 1
             ));
@@ -136,12 +123,6 @@ impl Dataset {
 }
 
 /// u8 pixels [N, C, H, W] → f32 in [-1, 1].
-fn from_bytes(pixels: &[u8], shape: [i64; 4]) -> Tensor {
-    Tensor::from_slice(pixels).view(shape).to_kind(Kind::Float) / 127.5 - 1.0
-}
-
-/// A deterministic permutation of 0..n for `epoch` of a run seeded with `seed`.
-pub fn epoch_permutation(n: usize, seed: u64, epoch: u64) -> Tensor {
-    tch::manual_seed(crate::train::mix_seed(seed, 0x5eed_0000 + epoch) as i64);
-    Tensor::randperm(n as i64, (Kind::Int64, tch::Device::Cpu))
+fn from_bytes(pixels: &[u8]) -> Vec<f32> {
+    pixels.iter().map(|&p| p as f32 / 127.5 - 1.0).collect()
 }

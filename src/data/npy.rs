@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::Result;
 use ndarray::{Array1, Array4};
 use ndarray_npy::read_npy;
-use tch::Tensor;
 
 use super::Dataset;
 use crate::bad_input;
@@ -18,26 +17,26 @@ pub fn load(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
             images.display()
         )
     })?;
-    let shape: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
-    let data: Vec<f32> = array.iter().copied().collect();
-    let n = shape[0];
+    let shape = array.dim();
+    let n = shape.0;
     let labels = match labels {
         Some(path) => {
             let y: Array1<i64> = read_npy(path)
                 .map_err(|e| bad_input!("{}: expected an int64 [N] .npy array: {e}", path.display()))?;
-            if y.len() as i64 != n {
+            if y.len() != n {
                 return Err(bad_input!(
                     "{}: {} labels for {n} images",
                     path.display(),
                     y.len()
                 ));
             }
-            Tensor::from_slice(&y.to_vec())
+            y.to_vec()
         }
-        None => Tensor::zeros([n], (tch::Kind::Int64, tch::Device::Cpu)),
+        None => vec![0; n],
     };
     Ok(Dataset {
-        images: Tensor::from_slice(&data).view(shape.as_slice()),
+        images: array.iter().copied().collect(),
+        shape: [shape.0, shape.1, shape.2, shape.3],
         labels,
     })
 }

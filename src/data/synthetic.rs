@@ -2,34 +2,50 @@
 //! is a plane wave at angle π·c/K and frequency 1 + c mod 3 cycles per image, with a random
 //! phase and contrast per sample, so classes are distinct yet each has variety.
 
-use odelt_runtime::ModelConfig;
-use tch::{Kind, Tensor};
+use std::f64::consts::PI;
+
+use odelt_format::seed::{mix_seed, SplitMix64};
+use odelt_format::ModelConfig;
 
 use super::{Dataset, Split};
 
 /// Samples per split; enough for many distinct batches of a tiny model.
-const SAMPLES: i64 = 2048;
+const SAMPLES: usize = 2048;
 
 pub fn generate(config: &ModelConfig, split: Split, seed: u64) -> Dataset {
     let stream = match split {
         Split::Train => 0x7a11,
         Split::Test => 0x7e57,
     };
-    tch::manual_seed(crate::train::mix_seed(seed, stream) as i64);
-    let opts = (Kind::Float, tch::Device::Cpu);
-    let (side, k) = (config.input_size as i64, config.num_classes as i64);
-    let labels = Tensor::randint(k, [SAMPLES], (Kind::Int64, tch::Device::Cpu));
-    let phase = Tensor::rand([SAMPLES, 1, 1], opts) * (2.0 * std::f64::consts::PI);
-    let contrast = Tensor::rand([SAMPLES, 1, 1], opts) * 0.4 + 0.6;
-    let angle = labels.to_kind(Kind::Float) * (std::f64::consts::PI / k as f64);
-    let freq = labels.remainder(3).to_kind(Kind::Float) + 1.0;
-    let coord = Tensor::arange(side, opts) / side as f64;
-    let (rows, cols) = (coord.view([1, side, 1]), coord.view([1, 1, side]));
-    let along = cols * angle.cos().view([SAMPLES, 1, 1]) + rows * angle.sin().view([SAMPLES, 1, 1]);
-    let wave = ((along * freq.view([SAMPLES, 1, 1]) * (2.0 * std::f64::consts::PI)) + phase).sin() * contrast;
-    let images = wave
-        .unsqueeze(1)
-        .expand([SAMPLES, config.in_channels as i64, side, side], false)
-        .contiguous();
-    Dataset { images, labels }
+    let mut rng = SplitMix64::new(mix_seed(seed, stream));
+    let (side, channels, k) = (
+        config.input_size as usize,
+        config.in_channels as usize,
+        config.num_classes as u64,
+    );
+    let mut images = Vec::with_capacity(SAMPLES * channels * side * side);
+    let mut labels = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let label = rng.next_u64() % k;
+        let phase = rng.uniform() * 2.0 * PI;
+        let contrast = rng.uniform() * 0.4 + 0.6;
+        let angle = label as f64 * PI / k as f64;
+        let freq = (label % 3 + 1) as f64;
+        let wave: Vec<f32> = (0..side * side)
+            .map(|i| {
+                let (row, col) = ((i / side) as f64 / side as f64, (i % side) as f64 / side as f64);
+                let along = col * angle.cos() + row * angle.sin();
+                ((along * freq * 2.0 * PI + phase).sin() * contrast) as f32
+            })
+            .collect();
+        for _ in 0..channels {
+            images.extend_from_slice(&wave);
+        }
+        labels.push(label as i64);
+    }
+    Dataset {
+        images,
+        shape: [SAMPLES, channels, side, side],
+        labels,
+    }
 }

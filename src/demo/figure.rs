@@ -3,7 +3,7 @@
 //! White background, black text in the 3×5 font of [`super::font`].
 
 use super::font;
-use crate::cli::sample::{encode_png, to_byte};
+use crate::png::{encode, to_byte};
 
 /// Outer margin and padding around the headers.
 pub const PAD: usize = 8;
@@ -185,7 +185,7 @@ impl Figure<'_> {
 
     pub fn png(&self) -> anyhow::Result<Vec<u8>> {
         let (pixels, width, height) = self.render();
-        encode_png(&pixels, width, height, self.shape[1])
+        encode(&pixels, width, height, self.shape[1])
     }
 }
 

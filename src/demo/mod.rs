@@ -1,16 +1,19 @@
 //! `odelt demo`: the paper's figure of one model sampled at several lengths l (rows) and step
-//! counts T (columns) from the same noise and labels, with the latency of every cell. The
-//! command line is in `cli::demo`; this module plans the grid, measures the cells and draws
-//! the figure.
+//! counts T (columns) from the same noise and labels, with the latency of every cell. This
+//! module plans the grid and measures the cells, [`job`] runs the whole demo and [`figure`]
+//! draws it; `cli::demo` is its command line.
 
 pub mod figure;
 mod font;
+pub mod job;
 
 use std::path::Path;
 use std::time::Duration;
 
-use odelt_runtime::manifest::Manifest;
-use odelt_runtime::{CheckpointMeta, Labels, Runtime, SampleRequest, SolverChoice};
+use odelt_format::checkpoint::MODEL_FILE;
+use odelt_format::manifest::{Manifest, MANIFEST_FILE};
+use odelt_format::{CheckpointMeta, ModelConfig};
+use odelt_runtime::{Labels, Runtime, SampleRequest, SolverChoice};
 
 /// Fashion-MNIST's classes, in label order.
 pub const FASHION_MNIST_CLASSES: [&str; 10] = [
@@ -54,7 +57,7 @@ pub fn labels(n: usize, num_classes: u32) -> Vec<i64> {
 
 /// The text under a sample: its label, and the class name for a Fashion-MNIST-shaped model
 /// (10 classes of 28 × 28 grey images).
-pub fn label_text(label: i64, model: &odelt_runtime::ModelConfig) -> String {
+pub fn label_text(label: i64, model: &ModelConfig) -> String {
     let fmnist = model.num_classes == 10 && model.in_channels == 1 && model.input_size == 28;
     match FASHION_MNIST_CLASSES.get(label as usize) {
         Some(name) if fmnist => format!("{label} {}", name.to_uppercase()),
@@ -78,8 +81,8 @@ pub fn export_matches(dir: &Path, checkpoint: &Path, lengths: &[u32]) -> bool {
     want.sort_unstable();
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let newer = match (
-        modified(&dir.join(odelt_runtime::manifest::MANIFEST_FILE)),
-        modified(&checkpoint.join("model.safetensors")),
+        modified(&dir.join(MANIFEST_FILE)),
+        modified(&checkpoint.join(MODEL_FILE)),
     ) {
         (Some(export), Some(weights)) => export >= weights,
         _ => false,
@@ -198,8 +201,7 @@ mod tests {
     fn labels_cycle_through_classes() {
         assert_eq!(labels(10, 10), (0..10).collect::<Vec<_>>());
         assert_eq!(labels(5, 2), vec![0, 1, 0, 1, 0]);
-        let fmnist = odelt_runtime::ModelConfig::fmnist();
-        assert_eq!(label_text(9, &fmnist), "9 ANKLE BOOT");
-        assert_eq!(label_text(3, &odelt_runtime::ModelConfig::tiny()), "3");
+        assert_eq!(label_text(9, &ModelConfig::fmnist()), "9 ANKLE BOOT");
+        assert_eq!(label_text(3, &ModelConfig::tiny()), "3");
     }
 }

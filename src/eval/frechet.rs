@@ -1,65 +1,69 @@
 //! Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017):
-//! |μ1 − μ2|² + tr(Σ1 + Σ2 − 2 (Σ1^½ Σ2 Σ1^½)^½), in f64 with symmetric eigendecompositions.
+//! |μ1 − μ2|² + tr(Σ1 + Σ2 − 2 (Σ1^½ Σ2 Σ1^½)^½), in f64 with symmetric eigendecompositions
+//! (nalgebra), so no libtorch or LAPACK is needed.
 
-use tch::{Kind, Tensor};
+use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
-/// Mean and covariance of features [N, F].
-#[derive(Debug)]
+/// Mean and covariance of a feature set.
+#[derive(Debug, Clone)]
 pub struct FeatureStats {
-    pub mean: Tensor,
-    pub cov: Tensor,
+    pub mean: DVector<f64>,
+    pub cov: DMatrix<f64>,
     pub count: usize,
 }
 
 impl FeatureStats {
-    pub fn new(features: &Tensor) -> Self {
-        let f = features.to_kind(Kind::Double);
-        let n = f.size()[0];
-        let mean = f.mean_dim(0, false, Kind::Double);
-        let centred = &f - &mean;
-        let cov = centred.tr().matmul(&centred) / (n - 1).max(1) as f64;
-        Self {
-            mean,
-            cov,
-            count: n as usize,
+    /// Statistics of `features`, row-major [N, F]: the mean and the unbiased covariance.
+    pub fn new(features: &[f32], dim: usize) -> Self {
+        let n = features.len().checked_div(dim).unwrap_or(0);
+        let rows = DMatrix::from_row_iterator(n, dim, features.iter().map(|&v| v as f64));
+        let mean = rows.row_mean().transpose();
+        let mut centred = rows;
+        for mut row in centred.row_iter_mut() {
+            row -= mean.transpose();
         }
+        let cov = centred.tr_mul(&centred) / (n.max(2) - 1) as f64;
+        Self { mean, cov, count: n }
     }
 }
 
-/// Square root of a symmetric positive semi-definite matrix (negative rounding noise clipped).
-fn sqrt_psd(m: &Tensor) -> Tensor {
-    let (values, vectors) = m.linalg_eigh("L");
-    vectors
-        .matmul(&values.clamp_min(0.0).sqrt().diag_embed(0, -2, -1))
-        .matmul(&vectors.tr())
+/// Eigenvalues of the symmetric part of `m`, negative rounding noise clipped to 0.
+fn psd_eigen(m: DMatrix<f64>) -> SymmetricEigen<f64, nalgebra::Dyn> {
+    let symmetric = (&m + m.transpose()) * 0.5;
+    let mut eigen = SymmetricEigen::new(symmetric);
+    eigen.eigenvalues.apply(|v| *v = v.max(0.0));
+    eigen
+}
+
+/// Square root of a symmetric positive semi-definite matrix.
+fn sqrt_psd(m: &DMatrix<f64>) -> DMatrix<f64> {
+    let eigen = psd_eigen(m.clone());
+    let roots = DMatrix::from_diagonal(&eigen.eigenvalues.map(f64::sqrt));
+    &eigen.eigenvectors * roots * eigen.eigenvectors.transpose()
 }
 
 pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> f64 {
-    let diff = (&a.mean - &b.mean).square().sum(Kind::Double).double_value(&[]);
+    let diff = (&a.mean - &b.mean).norm_squared();
     let root_a = sqrt_psd(&a.cov);
-    let inner = root_a.matmul(&b.cov).matmul(&root_a);
-    let inner = (&inner + inner.tr()) * 0.5;
-    let cross = inner
-        .linalg_eigvalsh("L")
-        .clamp_min(0.0)
-        .sqrt()
-        .sum(Kind::Double)
-        .double_value(&[]);
-    let traces = a.cov.trace().double_value(&[]) + b.cov.trace().double_value(&[]);
-    diff + traces - 2.0 * cross
+    let inner = &root_a * &b.cov * &root_a;
+    let cross: f64 = psd_eigen(inner).eigenvalues.iter().map(|v| v.sqrt()).sum();
+    diff + a.cov.trace() + b.cov.trace() - 2.0 * cross
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn diagonal(mean: &[f64], var: &[f64]) -> FeatureStats {
+        FeatureStats {
+            mean: DVector::from_column_slice(mean),
+            cov: DMatrix::from_diagonal(&DVector::from_column_slice(var)),
+            count: 0,
+        }
+    }
+
     #[test]
     fn matches_the_closed_form_for_diagonal_gaussians() {
-        let stats = |mean: &[f64], var: &[f64]| FeatureStats {
-            mean: Tensor::from_slice(mean),
-            cov: Tensor::from_slice(var).diag_embed(0, -2, -1),
-            count: 0,
-        };
         let (m1, v1, m2, v2): ([f64; 3], [f64; 3], [f64; 3], [f64; 3]) = (
             [0.0, 1.0, 2.0],
             [1.0, 4.0, 0.25],
@@ -69,22 +73,51 @@ mod tests {
         let want: f64 = (0..3)
             .map(|i| (m1[i] - m2[i]).powi(2) + v1[i] + v2[i] - 2.0 * (v1[i] * v2[i]).sqrt())
             .sum();
-        let got = frechet_distance(&stats(&m1, &v1), &stats(&m2, &v2));
+        let got = frechet_distance(&diagonal(&m1, &v1), &diagonal(&m2, &v2));
         assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+    }
+
+    /// Rows of a correlated 6-dimensional sample, deterministic.
+    fn correlated(n: usize) -> Vec<f32> {
+        let mut rng = odelt_format::seed::SplitMix64::new(7);
+        let mix: Vec<f64> = (0..36).map(|_| rng.uniform() * 2.0 - 1.0).collect();
+        (0..n)
+            .flat_map(|_| {
+                let z: Vec<f64> = (0..6).map(|_| rng.uniform() * 2.0 - 1.0).collect();
+                (0..6)
+                    .map(|j| (0..6).map(|i| z[i] * mix[i * 6 + j]).sum::<f64>() as f32)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     #[test]
     fn is_zero_for_equal_sets_and_grows_with_a_shift() {
-        tch::manual_seed(0);
-        let x = Tensor::randn([500, 6], (Kind::Float, tch::Device::Cpu))
-            .matmul(&Tensor::randn([6, 6], (Kind::Float, tch::Device::Cpu)));
-        let a = FeatureStats::new(&x);
-        assert!(frechet_distance(&a, &FeatureStats::new(&x)).abs() < 1e-6);
-        let near = frechet_distance(&a, &FeatureStats::new(&(&x + 0.1)));
-        let far = frechet_distance(&a, &FeatureStats::new(&(&x + 1.0)));
+        let x = correlated(500);
+        let a = FeatureStats::new(&x, 6);
+        assert!(frechet_distance(&a, &FeatureStats::new(&x, 6)).abs() < 1e-6);
+        let shift = |d: f32| FeatureStats::new(&x.iter().map(|v| v + d).collect::<Vec<_>>(), 6);
+        let (near, far) = (
+            frechet_distance(&a, &shift(0.1)),
+            frechet_distance(&a, &shift(1.0)),
+        );
         assert!(
-            (near - 0.06).abs() < 1e-6 && (far - 6.0).abs() < 1e-6,
+            (near - 0.06).abs() < 1e-5 && (far - 6.0).abs() < 1e-4,
             "{near} {far}"
         );
+    }
+
+    #[test]
+    fn matches_the_matrix_square_root_for_full_covariances() {
+        // Σ1 = [[2, 1], [1, 2]] and Σ2 = I: Σ1^½ Σ2 Σ1^½ = Σ1, whose root's trace is
+        // √3 + √1 (eigenvalues 3 and 1), so FD = tr Σ1 + tr I − 2 (√3 + 1).
+        let a = FeatureStats {
+            mean: DVector::zeros(2),
+            cov: DMatrix::from_row_slice(2, 2, &[2.0, 1.0, 1.0, 2.0]),
+            count: 0,
+        };
+        let b = diagonal(&[0.0, 0.0], &[1.0, 1.0]);
+        let want = 4.0 + 2.0 - 2.0 * (3f64.sqrt() + 1.0);
+        assert!((frechet_distance(&a, &b) - want).abs() < 1e-12);
     }
 }

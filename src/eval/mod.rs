@@ -1,8 +1,182 @@
-//! Sample quality: a feature network trained on the data (tch, exported to ONNX) and the
-//! Fréchet distance between generated and held-out images in its feature space.
+//! Sample quality versus cost (`odelt eval`): samples of every length × solver cell, their
+//! Fréchet distance to held-out images in the feature space of an ONNX network, time per
+//! image and memory per length.
 
-mod classifier;
 mod frechet;
 
-pub use classifier::{train_feature_net, FeatureNet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use odelt_runtime::{memory, Decoder, Labels, Runtime, RuntimeOptions, SampleRequest, SolverChoice};
+use serde::Serialize;
+
 pub use frechet::{frechet_distance, FeatureStats};
+
+use crate::bad_input;
+use crate::data::{DataSource, Dataset, Split};
+
+/// The shipped feature network for Fashion-MNIST, under the assets folder.
+pub const FEATURES_FILE: &str = "fmnist_features.onnx";
+
+/// The shipped assets: `ODELT_ASSETS`, else the repository's `assets/`.
+pub fn assets_dir() -> PathBuf {
+    std::env::var_os("ODELT_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets"))
+}
+
+/// `euler:T` or `dopri5:TOL` (rtol = atol = TOL).
+pub fn parse_solver(spec: &str) -> Result<SolverChoice> {
+    let bad = || bad_input!("--solvers: '{spec}' is not euler:T (T ≥ 1) or dopri5:TOL (TOL > 0)");
+    let (name, value) = spec.split_once(':').ok_or_else(bad)?;
+    match name {
+        "euler" => match value.parse::<u32>() {
+            Ok(steps) if steps > 0 => Ok(SolverChoice::Euler { steps }),
+            _ => Err(bad()),
+        },
+        "dopri5" => match value.parse::<f64>() {
+            Ok(tol) if tol > 0.0 => Ok(SolverChoice::dopri5(tol, tol)),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
+    }
+}
+
+/// What to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub engines: PathBuf,
+    /// Held-out images (their test split).
+    pub data: DataSource,
+    /// Samples per cell.
+    pub n: usize,
+    /// `None`: every exported length.
+    pub lengths: Option<Vec<u32>>,
+    /// (name as given, solver) per column.
+    pub solvers: Vec<(String, SolverChoice)>,
+    /// The ONNX feature network.
+    pub features: PathBuf,
+    pub seed: u64,
+    pub runtime: RuntimeOptions,
+}
+
+/// One cell of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub length: u32,
+    pub solver: String,
+    pub nfe: u64,
+    /// Fréchet distance to the held-out images in the feature space.
+    pub fd: f64,
+    pub ms_per_image: f64,
+    /// Bytes of weights the engine of this length loads.
+    pub weight_mb: f64,
+    /// Peak resident memory of the process while this length's engine was open (Linux), MB.
+    /// It includes what the process itself holds: the held-out data, the feature network.
+    pub peak_rss_mb: Option<f64>,
+    /// That peak minus the resident memory just before this length's runtime opened: what
+    /// sampling at this length added (weights, ONNX Runtime's arena, solver buffers), MB.
+    pub added_rss_mb: Option<f64>,
+}
+
+/// Features of `images` [N, C, H, W] through the network, and their dimension.
+fn features(net: &Decoder, images: &[f32], shape: [usize; 4]) -> Result<FeatureStats> {
+    let out = net.decode(images, shape)?;
+    let dim: usize = out.shape[1..].iter().product();
+    Ok(FeatureStats::new(&out.data, dim))
+}
+
+/// The reference statistics: the held-out images' features.
+fn reference(options: &EvalOptions, net: &Decoder, rt: &Runtime) -> Result<FeatureStats> {
+    let model = &rt.manifest().model;
+    let held_out = Dataset::load(&options.data, model, Split::Test, options.seed)?;
+    features(net, &held_out.images, held_out.shape)
+}
+
+/// Evaluates every length × solver cell; `cell_done` sees each cell as it is measured, with
+/// the number of cells in all. Returns the cells and the number of held-out images.
+pub fn evaluate(
+    options: &EvalOptions,
+    mut cell_done: impl FnMut(&Cell, usize),
+) -> Result<(Vec<Cell>, usize)> {
+    if options.n < 2 {
+        return Err(bad_input!(
+            "--n must be at least 2 (a covariance needs two samples)"
+        ));
+    }
+    let rt = Runtime::open(&options.engines, options.runtime.clone())?;
+    let lengths = options.lengths.clone().unwrap_or_else(|| rt.lengths());
+    for &l in &lengths {
+        rt.manifest().entry(l)?;
+    }
+    let net = open_features(&options.features, &options.runtime)?;
+    let reference = reference(options, &net, &rt)?;
+    let num_classes = rt.manifest().model.num_classes as i64;
+    let labels: Vec<i64> = (0..options.n as i64).map(|i| i % num_classes).collect();
+    drop(rt);
+    let mut cells = Vec::new();
+    for &length in &lengths {
+        // A runtime per length, so each length's peak memory is its own.
+        memory::reset_peak_rss();
+        let before = memory::current_rss_mb();
+        let rt = Runtime::open(&options.engines, options.runtime.clone())?;
+        // One untimed solve at the cells' batch, so no cell pays for opening the engine and
+        // growing ONNX Runtime's arena.
+        rt.sample(&SampleRequest::new(options.n, SolverChoice::Euler { steps: 1 }).with_length(length))?;
+        for (name, solver) in &options.solvers {
+            let req = SampleRequest::new(options.n, solver.clone())
+                .with_length(length)
+                .with_seed(options.seed)
+                .with_labels(Labels::PerSample(labels.clone()));
+            let samples = rt.sample(&req)?;
+            let generated = features(&net, &samples.data, samples.shape)?;
+            let peak = memory::peak_rss_mb();
+            let cell = Cell {
+                length,
+                solver: name.clone(),
+                nfe: samples.stats.nfe as u64,
+                fd: frechet_distance(&generated, &reference),
+                ms_per_image: samples.wall.as_secs_f64() * 1e3 / options.n as f64,
+                weight_mb: rt.manifest().entry(length)?.weight_bytes as f64 / 1e6,
+                peak_rss_mb: peak,
+                added_rss_mb: peak.zip(before).map(|(peak, base)| peak - base),
+            };
+            cell_done(&cell, lengths.len() * options.solvers.len());
+            cells.push(cell);
+        }
+    }
+    Ok((cells, reference.count))
+}
+
+fn open_features(path: &Path, options: &RuntimeOptions) -> Result<Decoder> {
+    if !path.is_file() {
+        return Err(bad_input!(
+            "no feature network at {}; pass --features FILE.onnx or create it with `odelt features`",
+            path.display()
+        ));
+    }
+    Ok(Decoder::open(path, options)?)
+}
+
+/// The cells as a Markdown table.
+pub fn markdown_table(cells: &[Cell], n: usize, reference: usize) -> String {
+    let mut out = format!(
+        "Fréchet distance of {n} samples to {reference} held-out images (lower is better)\n\n\
+         | length | solver | NFE | FD | ms/image | weights MB | peak RSS MB | added RSS MB |\n|---:|---|---:|---:|---:|---:|---:|---:|\n"
+    );
+    let mb = |v: Option<f64>| v.map_or("–".into(), |mb| format!("{mb:.0}"));
+    for c in cells {
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {:.2} | {:.1} | {} | {} |\n",
+            c.length,
+            c.solver,
+            c.nfe,
+            c.fd,
+            c.ms_per_image,
+            c.weight_mb,
+            mb(c.peak_rss_mb),
+            mb(c.added_rss_mb)
+        ));
+    }
+    out
+}

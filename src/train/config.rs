@@ -1,5 +1,7 @@
-//! Training hyper-parameters (DESIGN §4), stored under `"train"` in a checkpoint's config.json.
+//! Training hyper-parameters (docs/DESIGN.md §4), stored under `"train"` in a checkpoint's
+//! config.json. Plain data: the deploy build reads them too.
 
+use odelt_format::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 /// Which objective to train: the paper's method or one of its baselines.
@@ -127,6 +129,46 @@ impl TrainConfig {
         unit("ema_decay", self.ema_decay)?;
         unit("beta1", self.beta1)?;
         unit("beta2", self.beta2)
+    }
+}
+
+/// The hyper-parameters a user gave; [`TrainOverrides::resolve`] fills in the defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainOverrides {
+    pub objective: Option<Objective>,
+    pub batch_size: Option<usize>,
+    pub lr: Option<f64>,
+    pub lr_min: Option<f64>,
+    pub warmup_steps: Option<u64>,
+    pub ema_decay: Option<f64>,
+    pub class_dropout: Option<f64>,
+    pub tc_fraction: Option<f64>,
+    pub lc_fraction: Option<f64>,
+    pub t_on_grid: bool,
+    pub seed: u64,
+}
+
+impl TrainOverrides {
+    /// The run's configuration for `model`: the peak learning rate defaults to
+    /// [`TrainConfig::default_lr`] of its width. Validated.
+    pub fn resolve(&self, model: &ModelConfig) -> Result<TrainConfig, String> {
+        let d = TrainConfig::default();
+        let config = TrainConfig {
+            objective: self.objective.unwrap_or(d.objective),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            lr: self.lr.unwrap_or(TrainConfig::default_lr(model.hidden_size)),
+            lr_min: self.lr_min.unwrap_or(d.lr_min),
+            warmup_steps: self.warmup_steps.unwrap_or(d.warmup_steps),
+            ema_decay: self.ema_decay.unwrap_or(d.ema_decay),
+            class_dropout: self.class_dropout.unwrap_or(d.class_dropout),
+            tc_fraction: self.tc_fraction.unwrap_or(d.tc_fraction),
+            lc_fraction: self.lc_fraction.unwrap_or(d.lc_fraction),
+            t_on_grid: self.t_on_grid,
+            seed: self.seed,
+            ..d
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 

@@ -68,7 +68,7 @@ impl AdamW {
     }
 
     /// Restores what `state` saved; every tensor must be there with the right shape.
-    pub fn load_state(&mut self, state: &crate::checkpoint::NamedTensors) -> anyhow::Result<()> {
+    pub fn load_state(&mut self, state: &super::checkpoint::NamedTensors) -> anyhow::Result<()> {
         tch::no_grad(|| -> anyhow::Result<()> {
             for ((name, _), (m, v)) in self.params.iter().zip(self.m.iter_mut().zip(&mut self.v)) {
                 m.copy_(&state.take_like(&format!("adam_m.{name}"), m)?);

@@ -1,5 +1,6 @@
-//! Helpers shared by the root integration tests (`train.rs`, `pipeline.rs`): running the
-//! `odelt` binary, its usual `train` and `export` invocations, and random-weight models.
+//! Helpers shared by the root integration tests (`deploy.rs`, `train.rs`, `pipeline.rs`):
+//! running the `odelt` binary, its usual `train` and `export` invocations, and (with the
+//! `train` feature) random-weight tch models.
 
 // Each test binary compiles this module on its own and uses only part of it, so what one of
 // them leaves unused would warn (and fail clippy's -D warnings) in that binary.
@@ -8,10 +9,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use odelt::checkpoint::named_variables;
-use odelt::model::Dit;
-use odelt_runtime::ModelConfig;
-use tch::{nn, Device, Tensor};
+#[cfg(feature = "train")]
+#[allow(unused_imports)]
+pub use models::*;
 
 /// Runs the `odelt` binary with these arguments and extra environment variables.
 pub fn odelt_env(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -34,6 +34,22 @@ pub fn words(line: &str) -> Vec<&str> {
 /// `odelt` with the words of `line`, then `extra` (paths, which are never split).
 pub fn odelt_words(line: &str, extra: &[&str]) -> Output {
     odelt(&[&words(line)[..], extra].concat())
+}
+
+/// One JSON object per line of `text`.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+/// (length, steps) of each demo cell, in order.
+pub fn length_steps(cells: &[serde_json::Value]) -> Vec<(u64, u64)> {
+    let field = |c: &serde_json::Value, k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}"));
+    cells
+        .iter()
+        .map(|c| (field(c, "length"), field(c, "steps")))
+        .collect()
 }
 
 /// Asserts that the command succeeded (showing its stderr if not) and returns its stdout.
@@ -111,28 +127,42 @@ pub fn assert_exit(o: Output, code: i32) {
     );
 }
 
-/// A model whose every weight (adaLN and final layer included) is random, so no term of the
-/// forward pass hides behind a zero.
-pub fn random_model(config: &ModelConfig, seed: i64) -> (nn::VarStore, Dit) {
-    tch::manual_seed(seed);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = Dit::new(&vs.root(), config);
-    tch::no_grad(|| {
-        for (name, mut t) in vs.variables() {
-            if name != "pos_embed" {
-                t.copy_(&(t.randn_like() * 0.2));
-            }
-        }
-    });
-    (vs, model)
-}
+#[cfg(feature = "train")]
+mod models {
+    use std::path::Path;
 
-/// Writes a checkpoint (step 7) of `random_model(config, 11)` into `dir` and returns the model.
-pub fn random_checkpoint(config: &ModelConfig, dir: &Path) -> (nn::VarStore, Dit) {
-    let (vs, model) = random_model(config, 11);
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let meta = serde_json::json!({"format_version": 1, "step": 7, "model": config});
-    std::fs::write(dir.join("config.json"), meta.to_string()).expect("config");
-    Tensor::write_safetensors(&named_variables(&vs), dir.join("model.safetensors")).expect("weights");
-    (vs, model)
+    use odelt::model::Dit;
+    use odelt::train::checkpoint::named_variables;
+    use odelt_format::{CheckpointMeta, ModelConfig};
+    use tch::{nn, Device, Tensor};
+
+    /// A model whose every weight (adaLN and final layer included) is random, so no term of the
+    /// forward pass hides behind a zero.
+    pub fn random_model(config: &ModelConfig, seed: i64) -> (nn::VarStore, Dit) {
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = Dit::new(&vs.root(), config);
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name != "pos_embed" {
+                    t.copy_(&(t.randn_like() * 0.2));
+                }
+            }
+        });
+        (vs, model)
+    }
+
+    /// Writes a checkpoint (step 7) of `random_model(config, 11)` into `dir` and returns the model.
+    pub fn random_checkpoint(config: &ModelConfig, dir: &Path) -> (nn::VarStore, Dit) {
+        let (vs, model) = random_model(config, 11);
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let meta = CheckpointMeta::new(7, config.clone());
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string(&meta).expect("json"),
+        )
+        .expect("config");
+        Tensor::write_safetensors(&named_variables(&vs), dir.join("model.safetensors")).expect("weights");
+        (vs, model)
+    }
 }

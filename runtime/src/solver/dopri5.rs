@@ -2,8 +2,8 @@
 //! Wanner, "Solving Ordinary Differential Equations I", §II.4–5; the Fortran `dopri5.f`).
 
 use super::{ensure, Real, SolveStats, Solver, VectorField};
-use crate::config::ModelConfig;
 use crate::error::{invalid, Error, Result};
+use odelt_format::ModelConfig;
 
 // Butcher tableau (Dormand & Prince 1980). Row i holds a_{i+1, j}.
 const C2: f64 = 1.0 / 5.0;

@@ -1,8 +1,8 @@
 //! Explicit Euler on a uniform grid of T steps.
 
 use super::{ensure, Real, SolveStats, Solver, VectorField};
-use crate::config::ModelConfig;
 use crate::error::{invalid, Result};
+use odelt_format::ModelConfig;
 
 /// Euler with `steps` uniform steps. The model runs at shortcut level
 /// [`ModelConfig::euler_level`]`(steps)`: log2 T when T is a power of two ≤ T_max.

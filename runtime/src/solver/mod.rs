@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 pub use dopri5::{Dopri5, Dopri5Options};
 pub use euler::Euler;
 
-use crate::config::ModelConfig;
 use crate::error::Result;
+use odelt_format::ModelConfig;
 
 /// Element type of a solver's state: `f32` for models; `f64` lets the tests measure the
 /// methods' order of convergence without float32 rounding in the way.

@@ -1,12 +1,14 @@
-//! `manifest.json`: what an export folder holds (DESIGN §6). The exporter writes it, the
-//! engine builder and `odelt bench` add to it, the runtime reads it.
+//! `manifest.json`: what an export folder holds (docs/DESIGN.md §6). The exporter writes it,
+//! the engine builder and `odelt bench` add to it, the runtime reads it.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::json::{read_versioned, Versioned};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -83,31 +85,21 @@ pub struct Calibration {
     pub runs: u32,
 }
 
+impl Versioned for Manifest {
+    const FORMAT_VERSION: u32 = 1;
+    const WHAT: &'static str = "an odelt manifest";
+
+    fn validate(&self) -> Result<()> {
+        self.model.validate()
+    }
+}
+
 impl Manifest {
-    pub const FORMAT_VERSION: u32 = 1;
+    pub const FORMAT_VERSION: u32 = <Self as Versioned>::FORMAT_VERSION;
 
     /// Reads and validates `DIR/manifest.json`.
     pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(MANIFEST_FILE);
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        let manifest: Self = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: shown.clone(),
-            what: "an odelt manifest",
-            source,
-        })?;
-        if manifest.format_version != Self::FORMAT_VERSION {
-            return Err(Error::InvalidArgument(format!(
-                "{shown}: manifest format_version {} is not supported (expected {})",
-                manifest.format_version,
-                Self::FORMAT_VERSION
-            )));
-        }
-        manifest.model.validate()?;
-        Ok(manifest)
+        read_versioned(&dir.join(MANIFEST_FILE))
     }
 
     /// Writes `DIR/manifest.json` atomically (temp file, then rename).
@@ -142,15 +134,4 @@ impl Manifest {
     pub fn largest_length(&self) -> Option<u32> {
         self.lengths.iter().map(|e| e.length).max()
     }
-}
-
-/// Writes `path` through a sibling temp file and a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
 }

@@ -16,7 +16,7 @@ fn default_group_size() -> u32 {
     1
 }
 
-/// Architecture of an ODE_t(ODE_l) DiT (DESIGN §3). Images are `in_channels × input_size²`.
+/// Architecture of an ODE_t(ODE_l) DiT (docs/DESIGN.md §3). Images are `in_channels × input_size²`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -142,10 +142,7 @@ impl ModelConfig {
                 Self::PRESETS.join(", ")
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: spec.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(Error::read(path))?;
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
             path: spec.into(),
             what: "a model config",
@@ -161,7 +158,7 @@ impl ModelConfig {
         Ok(config)
     }
 
-    /// Checks every constraint of DESIGN §3, naming the first one broken.
+    /// Checks every constraint of docs/DESIGN.md §3, naming the first one broken.
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::InvalidConfig(msg));
         let positive = [
@@ -274,44 +271,6 @@ impl ModelConfig {
 /// "4, 8, 12" for messages.
 pub fn join(values: &[u32]) -> String {
     values.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-}
-
-/// What every checkpoint's `config.json` holds besides the training hyper-parameters, which
-/// belong to the training code; readers that do not train ignore them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointMeta {
-    pub format_version: u32,
-    /// Optimizer steps taken.
-    pub step: u64,
-    pub model: ModelConfig,
-}
-
-impl CheckpointMeta {
-    pub const FORMAT_VERSION: u32 = 1;
-
-    /// Reads `DIR/config.json`, validating the model config.
-    pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join("config.json");
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        let meta: Self = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: shown.clone(),
-            what: "a checkpoint config",
-            source,
-        })?;
-        if meta.format_version != Self::FORMAT_VERSION {
-            return Err(Error::InvalidArgument(format!(
-                "{shown}: checkpoint format_version {} is not supported (expected {})",
-                meta.format_version,
-                Self::FORMAT_VERSION
-            )));
-        }
-        meta.model.validate()?;
-        Ok(meta)
-    }
 }
 
 #[cfg(test)]

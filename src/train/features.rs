@@ -1,12 +1,16 @@
 //! The feature network: trained as a classifier on the real data, then its pooled features
 //! define the space `odelt eval` compares distributions in.
 
+use std::path::Path;
+
 use anyhow::Result;
 use indicatif::ProgressBar;
 use odelt_export::features::Conv3x3;
+use odelt_format::ModelConfig;
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use crate::data::{epoch_permutation, Dataset};
+use super::tensors::{epoch_permutation, TensorData};
+use crate::data::{DataSource, Dataset, Split};
 
 /// Channel widths of the three convolutions; 128 features.
 const WIDTHS: [i64; 3] = [32, 64, 128];
@@ -70,7 +74,7 @@ impl FeatureNet {
     }
 
     /// Share of `data` classified correctly.
-    pub fn accuracy(&self, data: &Dataset) -> f64 {
+    pub fn accuracy(&self, data: &TensorData) -> f64 {
         tch::no_grad(|| {
             let n = data.len() as i64;
             let correct: i64 = (0..n)
@@ -90,7 +94,7 @@ impl FeatureNet {
 
 /// Trains a feature network as a classifier with Adam (lr 1e-3, batch 128) for `epochs`.
 pub fn train_feature_net(
-    data: &Dataset,
+    data: &TensorData,
     num_classes: i64,
     epochs: u64,
     seed: u64,
@@ -118,4 +122,30 @@ pub fn train_feature_net(
     }
     bar.finish_and_clear();
     Ok((vs, net))
+}
+
+/// `odelt features`: trains the network on `source`'s training split for a model shaped like
+/// `model`, writes it to `out` as ONNX and returns its test accuracy.
+pub fn train_and_export(
+    source: &DataSource,
+    model: &ModelConfig,
+    epochs: u64,
+    seed: u64,
+    out: &Path,
+) -> Result<f64> {
+    let load = |split| -> Result<TensorData> {
+        Ok(TensorData::new(
+            &Dataset::load(source, model, split, seed)?,
+            Device::Cpu,
+        ))
+    };
+    let (train, test) = (load(Split::Train)?, load(Split::Test)?);
+    let (_vs, net) = train_feature_net(&train, model.num_classes as i64, epochs, seed)?;
+    let shape = [
+        model.in_channels as usize,
+        model.input_size as usize,
+        model.input_size as usize,
+    ];
+    odelt_export::features::write_feature_net(&net.convs(), shape, out)?;
+    Ok(net.accuracy(&test))
 }

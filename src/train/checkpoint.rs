@@ -1,23 +1,21 @@
-//! Checkpoint folders (DESIGN §5): config.json, model.safetensors (EMA weights),
-//! train_state.safetensors (raw weights, AdamW moments, step) and train_log.csv.
-//! Written into a temp folder and renamed, so a killed run never leaves a folder that looks
-//! complete but is not.
+//! Checkpoint folders as training writes them (docs/DESIGN.md §5): config.json,
+//! model.safetensors (EMA weights), train_state.safetensors (raw weights, AdamW moments, step)
+//! and train_log.csv. Written into a staging folder that replaces the old one, so a killed run
+//! never leaves a folder that looks complete but is not.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use odelt_runtime::CheckpointMeta;
+use anyhow::Result;
+use odelt_format::atomic::StagedDir;
+pub use odelt_format::checkpoint::{CONFIG_FILE, LOG_FILE, MODEL_FILE, TRAIN_STATE_FILE};
+use odelt_format::json::{read_versioned, Versioned};
+use odelt_format::CheckpointMeta;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
+use super::config::TrainConfig;
 use crate::bad_input;
-use crate::train::TrainConfig;
-
-pub const CONFIG_FILE: &str = "config.json";
-pub const MODEL_FILE: &str = "model.safetensors";
-pub const TRAIN_STATE_FILE: &str = "train_state.safetensors";
-pub const LOG_FILE: &str = "train_log.csv";
 
 /// config.json: the shared checkpoint metadata plus the training hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,13 +27,18 @@ pub struct CheckpointConfig {
     pub train: TrainConfig,
 }
 
+impl Versioned for CheckpointConfig {
+    const FORMAT_VERSION: u32 = CheckpointMeta::FORMAT_VERSION;
+    const WHAT: &'static str = "an odelt training config";
+
+    fn validate(&self) -> odelt_format::Result<()> {
+        self.meta.model.validate()
+    }
+}
+
 impl CheckpointConfig {
     pub fn read(dir: &Path) -> Result<Self> {
-        CheckpointMeta::read(dir)?;
-        let path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path)?;
-        serde_json::from_str(&text)
-            .map_err(|e| bad_input!("{}: not an odelt training config: {e}", path.display()))
+        Ok(read_versioned(&dir.join(CONFIG_FILE))?)
     }
 }
 
@@ -164,13 +167,10 @@ pub struct CheckpointContents<'a> {
     pub log: &'a [LogRow],
 }
 
-/// Writes the checkpoint into `DIR.tmp`, then swaps it in place of `dir`.
+/// Writes the checkpoint into a staging folder, then swaps it in place of `dir`.
 pub fn write_checkpoint(dir: &Path, contents: &CheckpointContents) -> Result<()> {
-    let tmp = sibling(dir, "tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
-    }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let staged = StagedDir::new(dir)?;
+    let tmp = staged.path();
     let config = serde_json::to_string_pretty(contents.config)?;
     std::fs::write(tmp.join(CONFIG_FILE), config)?;
     Tensor::write_safetensors(contents.ema, tmp.join(MODEL_FILE))?;
@@ -182,30 +182,5 @@ pub fn write_checkpoint(dir: &Path, contents: &CheckpointContents) -> Result<()>
     }
     log.push('\n');
     std::fs::write(tmp.join(LOG_FILE), log)?;
-    swap_in(&tmp, dir)
-}
-
-/// Replaces `dir` by `new` with renames only; the old folder is removed last.
-pub fn swap_in(new: &Path, dir: &Path) -> Result<()> {
-    let old = sibling(dir, "old");
-    if dir.exists() {
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
-        std::fs::rename(dir, &old).with_context(|| format!("moving aside {}", dir.display()))?;
-    }
-    std::fs::rename(new, dir).with_context(|| format!("renaming {} to {}", new.display(), dir.display()))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old)?;
-    }
-    Ok(())
-}
-
-/// `DIR` → `.DIR.<suffix>` in the same parent, so renames stay on one file system.
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
-    dir.with_file_name(format!(".{name}.{suffix}"))
+    Ok(staged.commit()?)
 }

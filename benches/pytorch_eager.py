@@ -1,5 +1,5 @@
 """The same DiT in PyTorch eager, built from a checkpoint's model.safetensors (names and
-forward pass as DESIGN §3), timed like `odelt bench`: one forward at length l, batch B.
+forward pass as docs/DESIGN.md §3), timed like `odelt bench`: one forward at length l, batch B.
 Also measures the machine's sgemm rate at a DiT-sized product, same threads.
 
     source scripts/env.sh

@@ -1,4 +1,4 @@
-//! The tch model against DESIGN §3, Algorithm 1's loss terms, checkpoints and `odelt train`.
+//! The tch model against docs/DESIGN.md §3, Algorithm 1's loss terms, checkpoints and `odelt train`.
 
 mod common;
 
@@ -26,7 +26,7 @@ fn inputs(config: &ModelConfig, b: i64, seed: i64) -> (Tensor, Tensor, Tensor, T
     (x, t, k, y)
 }
 
-/// DESIGN §3 written out again from raw tensors by name, with explicit softmax attention,
+/// docs/DESIGN.md §3 written out again from raw tensors by name, with explicit softmax attention,
 /// LayerNorm and GELU formulas: an independent check of the model code.
 fn reference_forward(
     w: &std::collections::HashMap<String, Tensor>,

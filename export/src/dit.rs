@@ -1,4 +1,4 @@
-//! The ODE_t(ODE_l) DiT as an ONNX graph for one length l (DESIGN §3).
+//! The ODE_t(ODE_l) DiT as an ONNX graph for one length l (docs/DESIGN.md §3).
 //!
 //! The graph is written in the shapes ONNX Runtime's optimizer recognises:
 //! `LayerNormalization` (opset 17) for every norm, `MatMul` + `Add` for every token linear,

@@ -1,5 +1,5 @@
 //! Round trips of tiny random checkpoints through the exporter: the export folder's layout
-//! (DESIGN §6) and its failure modes (§9).
+//! (docs/DESIGN.md §6) and its failure modes (§9).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

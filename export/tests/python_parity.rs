@@ -1,6 +1,6 @@
 //! Exports a random tiny checkpoint (fp32 and fp16) and runs `tests/reference/check_export.py`:
 //! onnx.checker (full check), content hashes, and ONNX Runtime against the independent NumPy
-//! reference of DESIGN §3 (fp32: max abs error ≤ 1e-5 · max |v|).
+//! reference of docs/DESIGN.md §3 (fp32: max abs error ≤ 1e-5 · max |v|).
 //!
 //! Needs the project's Python environment: `source scripts/env.sh` sets `ODELT_VENV`.
 

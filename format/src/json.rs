@@ -1,5 +1,5 @@
-//! Reading a versioned JSON file: parse, check `format_version` before anything else (a file
-//! of another version may not deserialise at all), deserialise, validate.
+//! Reading a versioned JSON file: parse, check `format_version` before the fields (a file of
+//! another version may not deserialise at all), deserialise, validate.
 
 use std::path::Path;
 
@@ -35,22 +35,16 @@ pub fn parse_versioned<T: Versioned>(text: &str, path: &Path) -> Result<T> {
         source,
     };
     let value: serde_json::Value = serde_json::from_str(text).map_err(json)?;
-    match value.get("format_version").and_then(serde_json::Value::as_u64) {
-        Some(found) if found == u64::from(T::FORMAT_VERSION) => {}
-        Some(found) => {
+    // Another version may not deserialise at all: say which version it is first. Without a
+    // version field, deserialising names what is missing.
+    if let Some(found) = value.get("format_version").and_then(serde_json::Value::as_u64) {
+        if found != u64::from(T::FORMAT_VERSION) {
             return Err(Error::Version {
                 path: shown(),
                 what: T::WHAT,
                 found,
                 expected: T::FORMAT_VERSION,
-            })
-        }
-        None => {
-            return Err(Error::InvalidArgument(format!(
-                "{}: not {}: no numeric format_version",
-                shown(),
-                T::WHAT
-            )))
+            });
         }
     }
     let doc: T = serde_json::from_value(value).map_err(json)?;
@@ -95,6 +89,8 @@ mod tests {
         assert!(other.to_string().contains("doc.json"), "{other}");
         let missing = parse(r#"{"size": 3}"#).expect_err("no version");
         assert!(missing.to_string().contains("format_version"), "{missing}");
+        let array = parse("[]").expect_err("not an object");
+        assert!(array.to_string().contains("not valid JSON for a test document"), "{array}");
         let invalid = parse(r#"{"format_version": 2, "size": 0}"#).expect_err("validate");
         assert!(invalid.to_string().contains("positive"), "{invalid}");
         let broken = parse("{").expect_err("json");

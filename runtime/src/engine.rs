@@ -185,7 +185,7 @@ impl Engine {
         })
     }
 
-    /// Checks the exporter's interface (DESIGN §6) and returns where each input sits.
+    /// Checks the exporter's interface (docs/DESIGN.md §6) and returns where each input sits.
     fn check_interface(&self, session: &Session) -> Result<[usize; 4]> {
         let bad = |message: String| Error::Model {
             path: self.file.display().to_string(),

@@ -1,4 +1,4 @@
-//! DESIGN §9 through the Rust API: each bad input gives one clear line and the right class.
+//! docs/DESIGN.md §9 through the Rust API: each bad input gives one clear line and the right class.
 
 mod common;
 

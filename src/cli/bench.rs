@@ -1,5 +1,5 @@
 //! `odelt bench`: latency of one engine call per length and batch, recorded in the manifest
-//! as calibration for `odelt sample --budget-ms` (DESIGN §8).
+//! as calibration for `odelt sample --budget-ms` (docs/DESIGN.md §8).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! `odelt engines build`: backend engines for an export folder (DESIGN §8). The work is in
+//! `odelt engines build`: backend engines for an export folder (docs/DESIGN.md §8). The work is in
 //! the `odelt-engines` crate; this is its command line.
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! `odelt export`: a checkpoint to one ONNX graph per length sharing one weights file
-//! (DESIGN §6). The work is in the `odelt-export` crate; this is its command line.
+//! (docs/DESIGN.md §6). The work is in the `odelt-export` crate; this is its command line.
 
 use std::path::PathBuf;
 

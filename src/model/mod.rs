@@ -1,4 +1,4 @@
-//! The ODE_t(ODE_l) DiT in tch, exactly DESIGN §3. Tensor paths match the DESIGN names
+//! The ODE_t(ODE_l) DiT in tch, exactly docs/DESIGN.md §3. Tensor paths match its names
 //! (and facebookresearch/DiT), so checkpoints, ONNX initializers and DiT weights line up.
 
 mod block;

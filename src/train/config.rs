@@ -70,15 +70,15 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Learning rate at `step` (0-based) of `total`: linear warm-up, constant until 90% of the
-    /// steps, then cosine decay to `lr_min`.
-    /// Peak learning rate for a model of `hidden` width: DESIGN's 1e-4 at DiT-B width (768),
+    /// Peak learning rate for a model of `hidden` width: the paper's 1e-4 at DiT-B width (768),
     /// scaled as 1/width (the μP rule for Adam) up to 1e-3, so small models train in few steps.
     pub fn default_lr(hidden: u32) -> f64 {
         (1e-4 * 768.0 / hidden as f64).clamp(1e-4, 1e-3)
     }
 
-    /// Warm-up is capped at 10% of the run, so short runs still train at the peak rate.
+    /// Learning rate at `step` (0-based) of `total`: linear warm-up, constant until 90% of the
+    /// steps, then cosine decay to `lr_min`. Warm-up is capped at 10% of the run, so short runs
+    /// still train at the peak rate.
     pub fn lr_at(&self, step: u64, total: u64) -> f64 {
         let warmup = self.warmup_steps.min(total / 10);
         if step < warmup {

@@ -1,4 +1,4 @@
-"""Checks an odelt export against the NumPy reference (DESIGN §3, §6).
+"""Checks an odelt export against the NumPy reference (docs/DESIGN.md §3, §6).
 
 For every graph in each export folder's manifest:
 - onnx.checker.check_model(path, full_check=True);

@@ -1,4 +1,4 @@
-"""Independent NumPy (float64) reference of the ODE_t(ODE_l) vector field, DESIGN §3.
+"""Independent NumPy (float64) reference of the ODE_t(ODE_l) vector field, docs/DESIGN.md §3.
 
 Reads a checkpoint folder (config.json + model.safetensors, parsed by hand: an 8-byte
 little-endian header length, a JSON header, raw little-endian tensor bytes), so it needs

@@ -73,7 +73,7 @@ pub trait Solver<T: Real = f32> {
     /// "euler", "dopri5".
     fn name(&self) -> &'static str;
 
-    /// The shortcut level k the model is evaluated at (DESIGN §3).
+    /// The shortcut level k the model is evaluated at (docs/DESIGN.md §3).
     fn level(&self, config: &ModelConfig) -> u32;
 
     /// Checks the settings, naming the first bad one (an input error).

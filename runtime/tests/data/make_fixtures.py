@@ -31,7 +31,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The exporter aligns to 64 KiB (DESIGN §6); the runtime does not depend on it, so the fixtures
+# The exporter aligns to 64 KiB (docs/DESIGN.md §6); the runtime does not depend on it, so the fixtures
 # use 64 bytes and stay small.
 ALIGN = 64
 C, H, W = 1, 4, 4

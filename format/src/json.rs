@@ -90,7 +90,10 @@ mod tests {
         let missing = parse(r#"{"size": 3}"#).expect_err("no version");
         assert!(missing.to_string().contains("format_version"), "{missing}");
         let array = parse("[]").expect_err("not an object");
-        assert!(array.to_string().contains("not valid JSON for a test document"), "{array}");
+        assert!(
+            array.to_string().contains("not valid JSON for a test document"),
+            "{array}"
+        );
         let invalid = parse(r#"{"format_version": 2, "size": 0}"#).expect_err("validate");
         assert!(invalid.to_string().contains("positive"), "{invalid}");
         let broken = parse("{").expect_err("json");

@@ -11,7 +11,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
 
 use crate::error::{invalid, Error, Result};
-use crate::runtime::RuntimeOptions;
+use crate::options::RuntimeOptions;
 use crate::{ortlib, session};
 
 /// An opened decoder graph. `Send + Sync`; calls are serialised on one session.

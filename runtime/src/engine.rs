@@ -9,7 +9,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorElementType, TensorRef};
 
 use crate::error::{Error, Result};
-use crate::runtime::RuntimeOptions;
+use crate::options::RuntimeOptions;
 use crate::session;
 use odelt_format::manifest::{LengthEntry, Manifest};
 

@@ -8,12 +8,6 @@ pub enum Error {
     Format(#[from] odelt_format::Error),
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     /// A file or folder that was asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -52,7 +46,6 @@ impl Error {
         matches!(
             self,
             Error::InvalidArgument(_)
-                | Error::Io { .. }
                 | Error::NotFound(_)
                 | Error::OrtLibraryNotFound(_)
                 | Error::OrtLibrary(_)
@@ -64,7 +57,6 @@ impl Error {
     /// True when a file or library that was asked for does not exist.
     pub fn is_not_found(&self) -> bool {
         match self {
-            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             Error::Format(e) => e.is_not_found(),
             Error::NotFound(_) | Error::OrtLibraryNotFound(_) => true,
             _ => false,

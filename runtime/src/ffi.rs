@@ -11,7 +11,8 @@ use std::mem::{offset_of, size_of};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::options::RuntimeOptions;
+use crate::runtime::Runtime;
 use crate::sample::{GuidanceMode, Labels, NoiseSource, SampleRequest, SolverChoice};
 use crate::solver::Dopri5Options;
 
@@ -126,7 +127,7 @@ fn set_last_error(message: &str) {
 
 fn status_of(err: &Error) -> OdeltStatus {
     match err {
-        Error::Format(_) | Error::InvalidArgument(_) | Error::Model { .. } | Error::Io { .. } => {
+        Error::Format(_) | Error::InvalidArgument(_) | Error::Model { .. } => {
             if err.is_not_found() {
                 OdeltStatus::ODELT_NOT_FOUND
             } else {

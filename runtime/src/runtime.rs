@@ -6,96 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ort::environment::Environment;
-use ort::session::builder::GraphOptimizationLevel;
 
 use crate::engine::Engine;
 use crate::error::{invalid, Error, Result};
+use crate::options::RuntimeOptions;
 use crate::ortlib;
 use crate::sample::{self, GuidanceMode, Labels, SampleRequest, Samples};
-use crate::session::{Provider, SessionConfig};
 use odelt_format::manifest::Manifest;
-
-/// How [`Runtime::open`] finds ONNX Runtime and runs the graphs.
-#[derive(Debug, Clone)]
-pub struct RuntimeOptions {
-    /// The ONNX Runtime shared library; `None` searches `ORT_DYLIB_PATH`, then the setup venv.
-    pub ort_library: Option<PathBuf>,
-    /// Threads inside one graph node (ONNX Runtime intra-op threads); 0 lets ONNX Runtime choose.
-    pub intra_threads: usize,
-    /// Execution provider.
-    pub provider: Provider,
-    /// Largest batch sent to the engine in one call; larger requests are split. 0 = no limit.
-    pub max_batch: usize,
-    /// Use an engine built for the provider's backend (`LengthEntry::engines`) when its file
-    /// exists, else the plain graph.
-    pub prefer_built_engines: bool,
-    /// Sessions per length: concurrent callers of one length share this many sessions
-    /// (`Session::run` needs exclusive access). Each holds its own copy of the working memory.
-    pub sessions_per_engine: usize,
-}
-
-impl Default for RuntimeOptions {
-    fn default() -> Self {
-        Self {
-            ort_library: None,
-            intra_threads: 0,
-            provider: Provider::Cpu,
-            max_batch: 0,
-            prefer_built_engines: true,
-            sessions_per_engine: 1,
-        }
-    }
-}
-
-impl RuntimeOptions {
-    #[must_use]
-    pub fn with_ort_library(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ort_library = Some(path.into());
-        self
-    }
-    #[must_use]
-    pub fn with_intra_threads(mut self, threads: usize) -> Self {
-        self.intra_threads = threads;
-        self
-    }
-    #[must_use]
-    pub fn with_provider(mut self, provider: Provider) -> Self {
-        self.provider = provider;
-        self
-    }
-    #[must_use]
-    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
-        self.max_batch = max_batch;
-        self
-    }
-    #[must_use]
-    pub fn with_prefer_built_engines(mut self, prefer: bool) -> Self {
-        self.prefer_built_engines = prefer;
-        self
-    }
-    #[must_use]
-    pub fn with_sessions_per_engine(mut self, sessions: usize) -> Self {
-        self.sessions_per_engine = sessions;
-        self
-    }
-}
-
-impl RuntimeOptions {
-    /// The session settings of an engine: a plain graph is optimized at load, a built engine
-    /// was optimized when it was built.
-    pub(crate) fn session(&self, optimize: bool) -> SessionConfig {
-        SessionConfig {
-            provider: self.provider,
-            intra_threads: self.intra_threads,
-            optimization: if optimize {
-                GraphOptimizationLevel::All
-            } else {
-                GraphOptimizationLevel::Disable
-            },
-            verbose: false,
-        }
-    }
-}
 
 /// An export folder ready to sample from. `Send + Sync`: share it (e.g. in an `Arc`) between
 /// threads; each length's engine opens on first use and stays open.
@@ -238,7 +155,10 @@ impl Runtime {
 
     /// Samples N images (docs/DESIGN.md §7). Safe to call from several threads at once.
     pub fn sample(&self, req: &SampleRequest) -> Result<Samples> {
-        sample::run(self, req)
+        let length = self.resolve_length(req.length)?;
+        sample::run(req, length, &self.manifest.model, self.options.max_batch, || {
+            self.engine(length)
+        })
     }
 }
 

@@ -1,11 +1,13 @@
 //! Sampling: noise, labels, classifier-free guidance and chunking around the solvers.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use odelt_format::ModelConfig;
 
 use crate::engine::Engine;
 use crate::error::{invalid, Error, Result};
 use crate::noise;
-use crate::runtime::Runtime;
 use crate::solver::{self, Dopri5, Dopri5Options, Euler, SolveStats, Solver, VectorField};
 
 /// Which solver, with its settings.
@@ -127,7 +129,7 @@ impl SampleRequest {
     }
 }
 
-/// The result of [`Runtime::sample`].
+/// The result of [`crate::Runtime::sample`].
 #[derive(Debug, Clone)]
 pub struct Samples {
     /// x1, row-major [N, C, H, W]; images in [-1, 1] for pixel models (not clipped).
@@ -251,17 +253,27 @@ fn labels(labels: &Labels, n: usize, num_classes: u32) -> Result<Vec<i64>> {
     Ok(out)
 }
 
-/// [`Runtime::sample`]: validates the request, opens the engine if needed, integrates the
-/// outer ODE from t = 0 (noise) to t = 1 (data).
-pub(crate) fn run(rt: &Runtime, req: &SampleRequest) -> Result<Samples> {
+/// [`crate::Runtime::sample`] once the length is resolved: validates the rest of the request,
+/// opens the engine (`open_engine`) if needed, integrates the outer ODE from t = 0 (noise) to
+/// t = 1 (data) on batches of at most `max_batch` rows (0: no limit).
+pub(crate) fn run(
+    req: &SampleRequest,
+    length: u32,
+    model: &ModelConfig,
+    max_batch: usize,
+    open_engine: impl FnOnce() -> Result<Arc<Engine>>,
+) -> Result<Samples> {
     let start = Instant::now();
-    let length = rt.resolve_length(req.length)?;
     let mut solver = req.solver.build();
     solver.validate()?;
     if req.n == 0 {
         return invalid!("the number of samples must be at least 1");
     }
-    let [c, h, w] = rt.image_shape();
+    let (c, h, w) = (
+        model.in_channels as usize,
+        model.input_size as usize,
+        model.input_size as usize,
+    );
     let numel = c * h * w;
     let total = req
         .n
@@ -283,11 +295,11 @@ pub(crate) fn run(rt: &Runtime, req: &SampleRequest) -> Result<Samples> {
             v.clone()
         }
     };
-    let labels = labels(&req.labels, req.n, rt.manifest().model.num_classes)?;
+    let labels = labels(&req.labels, req.n, model.num_classes)?;
     if !req.cfg_scale.is_finite() {
         return invalid!("guidance scale must be finite (got {})", req.cfg_scale);
     }
-    let null = rt.manifest().model.num_classes as i64;
+    let null = model.num_classes as i64;
     let guidance = if req.cfg_scale > 1.0 {
         if labels.iter().all(|l| *l == null) {
             tracing::warn!(
@@ -302,13 +314,12 @@ pub(crate) fn run(rt: &Runtime, req: &SampleRequest) -> Result<Samples> {
         None
     };
 
-    let engine = rt.engine(length)?;
-    let level = solver.level(&rt.manifest().model);
+    let engine = open_engine()?;
+    let level = solver.level(model);
     let rows = match guidance {
         Some((_, GuidanceMode::Batched)) => 2 * req.n,
         _ => req.n,
     };
-    let max_batch = rt.options().max_batch;
     let chunk = if max_batch == 0 { rows } else { max_batch.min(rows) };
     let nulls = vec![null; req.n];
     let (field_labels, rows_x, rows_v) = match guidance {

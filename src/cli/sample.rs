@@ -291,7 +291,7 @@ fn read_npy<A: ndarray_npy::ReadableElement, D: ndarray::Dimension>(
     path: &Path,
     what: &str,
 ) -> anyhow::Result<ndarray::Array<A, D>> {
-    let file = std::fs::File::open(path).map_err(|source| RtError::Io {
+    let file = std::fs::File::open(path).map_err(|source| odelt_format::Error::Io {
         path: path.display().to_string(),
         source,
     })?;

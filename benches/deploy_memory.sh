@@ -7,10 +7,11 @@ set -euo pipefail
 dir=$1; runs=${2:-2}; lengths=${3:-4,8,12}
 here=$(cd "$(dirname "$0")" && pwd)
 odelt=${ODELT:-$here/../target/release/odelt}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 peak_mb() {
-  local kb
-  kb=$( { /usr/bin/time -f %M "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
-  echo "scale=1; $kb / 1024" | bc
+  /usr/bin/time -f %M -o "$out" "$@" >/dev/null 2>&1
+  echo "scale=1; $(tail -1 "$out") / 1024" | bc
 }
 for r in $(seq "$runs"); do
   echo "{\"rep\": $r, \"what\": \"version\", \"peak_rss_mb\": $(peak_mb "$odelt" --version)}"

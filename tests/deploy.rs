@@ -192,3 +192,20 @@ fn demo_runs_on_the_shipped_model() {
     );
     assert!(dir.path().join("demo/grid.png").is_file());
 }
+
+/// docs/DESIGN.md §1: each CLI module parses, calls the library and reports; none calls
+/// another (shared work belongs in the library, where every command can use it).
+#[test]
+fn no_cli_module_imports_another() {
+    let cli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+    for entry in std::fs::read_dir(&cli).expect("src/cli") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|n| n == "mod.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for needle in ["crate::cli", "super::"] {
+            assert!(!text.contains(needle), "{} uses {needle}", path.display());
+        }
+    }
+}

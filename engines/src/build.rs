@@ -240,7 +240,7 @@ fn optimize(
         message: e,
     };
     let out = engine_file(backend, length);
-    let own = format!("model_l{length}.{}.data", backend.name());
+    let own = format!("model_l{length}.{}", backend.name());
     let partial = format!(".model_l{length}.{}.partial.onnx", backend.name());
     let partial_data = format!("{partial}.data");
     let cleanup = || {

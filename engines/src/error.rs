@@ -8,6 +8,8 @@ pub enum Error {
     Runtime(#[from] odelt_runtime::Error),
     #[error(transparent)]
     Format(#[from] odelt_format::Error),
+    #[error(transparent)]
+    Export(#[from] odelt_export::Error),
     #[error("{0}")]
     InvalidArgument(String),
     /// A graph ONNX Runtime or the protobuf parser rejects.
@@ -34,6 +36,7 @@ impl Error {
         match self {
             Error::Runtime(e) => e.is_input(),
             Error::Format(e) => e.is_input(),
+            Error::Export(e) => e.is_input(),
             Error::InvalidArgument(_) | Error::Model { .. } => true,
             Error::Build { .. } | Error::Io { .. } => false,
         }

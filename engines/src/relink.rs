@@ -11,15 +11,12 @@
 //! stay in a small file of the engine's own.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::Path;
 
-use onnx_protobuf::tensor_proto::DataLocation;
-use onnx_protobuf::{ModelProto, StringStringEntryProto, TensorProto};
-use protobuf::Message;
-
+use odelt_export::external::{read_model, ExternalFiles, ExternalRef};
 use odelt_format::atomic::{write_atomic, AtomicFile};
+use protobuf::Message;
 
 use crate::error::{Error, Result};
 
@@ -40,162 +37,104 @@ pub struct Relinked {
     pub own_file: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-struct ExternalRef {
-    location: String,
-    offset: u64,
-    length: u64,
-}
-
-fn external_ref(t: &TensorProto) -> Option<ExternalRef> {
-    if t.data_location.enum_value_or_default() != DataLocation::EXTERNAL {
-        return None;
-    }
-    let mut location = None;
-    let mut offset = 0;
-    let mut length = None;
-    for e in &t.external_data {
-        match e.key.as_str() {
-            "location" => location = Some(e.value.clone()),
-            "offset" => offset = e.value.parse().ok()?,
-            "length" => length = Some(e.value.parse().ok()?),
-            _ => {}
-        }
-    }
-    Some(ExternalRef {
-        location: location?,
-        offset,
-        length: length?,
-    })
-}
-
-fn set_external(t: &mut TensorProto, r: &ExternalRef) {
-    let entry = |key: &str, value: String| {
-        let mut e = StringStringEntryProto::new();
-        e.key = key.into();
-        e.value = value;
-        e
-    };
-    t.external_data = vec![
-        entry("location", r.location.clone()),
-        entry("offset", r.offset.to_string()),
-        entry("length", r.length.to_string()),
-    ];
-    t.data_location = DataLocation::EXTERNAL.into();
-}
-
-pub(crate) fn read_model(path: &Path) -> Result<ModelProto> {
-    let bytes = std::fs::read(path).map_err(Error::io(path))?;
-    ModelProto::parse_from_bytes(&bytes).map_err(|e| Error::Model {
-        path: path.display().to_string(),
-        message: format!("not a readable ONNX model: {e}"),
-    })
-}
-
-/// Open files of one folder, read by (location, offset, length).
-struct Files<'a> {
-    dir: &'a Path,
-    open: HashMap<String, File>,
-}
-
-impl Files<'_> {
-    fn read(&mut self, r: &ExternalRef, buf: &mut Vec<u8>) -> Result<()> {
-        let path = self.dir.join(&r.location);
-        let file = match self.open.entry(r.location.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(File::open(&path).map_err(Error::io(&path))?)
-            }
-        };
-        buf.resize(r.length as usize, 0);
-        file.seek(SeekFrom::Start(r.offset)).map_err(Error::io(&path))?;
-        file.read_exact(buf).map_err(Error::io(&path))
-    }
-}
-
 /// Rewrites the optimized model `dir/optimized` (whose external data ONNX Runtime wrote next to
 /// it) into `dir/out_model`: initializers equal to the plain graph `dir/plain`'s reference
-/// `weights_file`, the rest go to `dir/own_file` (created only when needed). Both outputs are
-/// written through temp files and renamed; the inputs are left for the caller to remove.
+/// `weights_file`, the rest go to `dir/OWN_STEM.HASH.data` (created only when needed), named
+/// by its content so that the model it replaces keeps the data file it references until the
+/// new model is in place: a build killed at any moment leaves a consistent pair. Both outputs
+/// are written atomically; older `OWN_STEM.*.data` files are removed afterwards; the inputs are
+/// left for the caller to remove.
 pub fn relink(
     dir: &Path,
     plain: &str,
     optimized: &str,
     weights_file: &str,
     out_model: &str,
-    own_file: &str,
+    own_stem: &str,
 ) -> Result<Relinked> {
     let plain_model = read_model(&dir.join(plain))?;
     let shared: HashMap<&str, ExternalRef> = plain_model
         .graph
         .initializer
         .iter()
-        .filter_map(|t| external_ref(t).map(|r| (t.name.as_str(), r)))
+        .filter_map(|t| ExternalRef::of(t).map(|r| (t.name.as_str(), r)))
         .filter(|(_, r)| r.location == weights_file)
         .collect();
     let mut model = read_model(&dir.join(optimized))?;
-    let mut files = Files {
-        dir,
-        open: HashMap::new(),
-    };
-    let own_path = dir.join(own_file);
-    let mut own: Option<(AtomicFile, u64)> = None;
+    let mut files = ExternalFiles::new(dir);
     let mut report = Relinked::default();
     let (mut saved, mut original) = (Vec::new(), Vec::new());
     let graph = model.graph.as_mut().ok_or_else(|| Error::Model {
         path: dir.join(optimized).display().to_string(),
         message: "the optimized model has no graph".into(),
     })?;
-    for tensor in graph.initializer.iter_mut() {
-        let Some(r) = external_ref(tensor) else {
+    // Initializers that stay the engine's own: (index, offset, length) in `own`.
+    let mut own = Vec::new();
+    let mut own_refs = Vec::new();
+    for (index, tensor) in graph.initializer.iter_mut().enumerate() {
+        let Some(r) = ExternalRef::of(tensor) else {
             continue;
         };
         files.read(&r, &mut saved)?;
         if let Some(src) = shared.get(tensor.name.as_str()).filter(|s| s.length == r.length) {
             files.read(src, &mut original)?;
             if original == saved {
-                set_external(tensor, src);
+                src.apply_to(tensor);
                 report.shared_tensors += 1;
                 report.shared_bytes += r.length;
                 continue;
             }
         }
-        let (file, pos) = match own.as_mut() {
-            Some(o) => o,
-            None => {
-                let file = AtomicFile::create(&own_path)?;
-                own.insert((file, 0))
-            }
-        };
-        let offset = pos.next_multiple_of(ALIGNMENT);
-        if offset > *pos {
-            file.write_all(&vec![0; (offset - *pos) as usize])
-                .map_err(Error::io(&own_path))?;
-        }
-        file.write_all(&saved).map_err(Error::io(&own_path))?;
-        *pos = offset + r.length;
-        set_external(
-            tensor,
-            &ExternalRef {
-                location: own_file.into(),
-                offset,
-                length: r.length,
-            },
-        );
+        let offset = (own.len() as u64).next_multiple_of(ALIGNMENT);
+        own.resize(offset as usize, 0);
+        own.extend_from_slice(&saved);
+        own_refs.push((index, offset, r.length));
         report.own_tensors += 1;
         report.own_bytes += r.length;
     }
-    if let Some((file, _)) = own {
+    if !own.is_empty() {
+        let own_file = format!("{own_stem}.{}.data", &hex_sha256(&own)[..16]);
+        let mut file = AtomicFile::create(&dir.join(&own_file))?;
+        file.write_all(&own).map_err(Error::io(&dir.join(&own_file)))?;
         file.commit()?;
-        report.own_file = Some(own_file.into());
-    } else if own_path.exists() {
-        // A stale file from an earlier build.
-        std::fs::remove_file(&own_path).map_err(Error::io(&own_path))?;
+        for (index, offset, length) in own_refs {
+            ExternalRef {
+                location: own_file.clone(),
+                offset,
+                length,
+            }
+            .apply_to(&mut graph.initializer[index]);
+        }
+        report.own_file = Some(own_file);
     }
     let bytes = model.write_to_bytes().map_err(|e| Error::Model {
         path: dir.join(out_model).display().to_string(),
         message: format!("cannot serialize: {e}"),
     })?;
     write_atomic(&dir.join(out_model), &bytes)?;
+    remove_older_own_files(dir, own_stem, report.own_file.as_deref())?;
     Ok(report)
+}
+
+/// Removes `OWN_STEM.data` and `OWN_STEM.*.data` except `keep`: data of engines this one replaced.
+fn remove_older_own_files(dir: &Path, own_stem: &str, keep: Option<&str>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(Error::io(dir))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name
+            .strip_prefix(own_stem)
+            .is_some_and(|rest| rest.starts_with('.') && rest.ends_with(".data"));
+        if ours && Some(name.as_str()) != keep {
+            std::fs::remove_file(entry.path()).map_err(Error::io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -41,6 +41,16 @@ pub enum Error {
         "{path}: tensor `{name}` holds a non-finite value ({value}); the checkpoint is corrupt or diverged"
     )]
     NonFinite { path: String, name: String, value: f32 },
+    /// A file of an export that cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An export file that is truncated, altered or not what the manifest says.
+    #[error("{path}: {message}")]
+    Corrupt { path: String, message: String },
     #[error("output folder {0} exists and is not an odelt export (no manifest.json); choose another --out or remove it")]
     OutputNotExport(String),
     /// A broken invariant of the exporter itself, reported rather than panicking.
@@ -66,8 +76,17 @@ impl Error {
             | Error::TensorShape { .. }
             | Error::TensorDtype { .. }
             | Error::NonFinite { .. }
-            | Error::OutputNotExport(_) => true,
+            | Error::OutputNotExport(_)
+            | Error::Read { .. }
+            | Error::Corrupt { .. } => true,
             Error::Write { .. } | Error::Internal(_) => false,
+        }
+    }
+
+    pub(crate) fn read(path: &Path, source: std::io::Error) -> Self {
+        Error::Read {
+            path: path.display().to_string(),
+            source,
         }
     }
 

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 
 use onnx_protobuf::attribute_proto::AttributeType;
-use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::type_proto::{self, Value};
 use onnx_protobuf::{
@@ -15,6 +14,7 @@ use onnx_protobuf::{
 
 use crate::elem::Elem;
 use crate::error::{Error, Result};
+use crate::external::ExternalRef;
 use crate::weights::StoredTensor;
 
 /// ONNX IR version 8 is the one that opset 17 shipped with; older consumers (TensorRT's ONNX
@@ -235,12 +235,12 @@ impl GraphBuilder {
         tensor.data_type = stored.elem.onnx() as i32;
         tensor.dims = dims.to_vec();
         tensor.doc_string = stored.doc.clone();
-        tensor.data_location = DataLocation::EXTERNAL.into();
-        tensor.external_data = vec![
-            entry("location", &self.weights_file),
-            entry("offset", &offset.to_string()),
-            entry("length", &length.to_string()),
-        ];
+        ExternalRef {
+            location: self.weights_file.clone(),
+            offset,
+            length,
+        }
+        .apply_to(&mut tensor);
         self.initializers.push(tensor);
         self.externals.push(ExternalUse {
             offset,

@@ -45,9 +45,11 @@ pub mod checkpoint;
 mod dit;
 mod elem;
 mod error;
+pub mod external;
 pub mod features;
 mod graph;
 pub mod testing;
+pub mod verify;
 mod weights;
 
 use std::path::Path;
@@ -57,10 +59,10 @@ use odelt_format::manifest::{LengthEntry, Source, MANIFEST_FILE};
 use odelt_format::tensors::expected_tensors;
 use odelt_format::{Manifest, ModelConfig};
 use protobuf::Message;
-use sha2::{Digest, Sha256};
 
 pub use dit::length_row_name;
 pub use error::{Error, Result};
+pub use verify::{content_hash, verify, Verified};
 pub use weights::ALIGNMENT;
 
 use checkpoint::{transpose, Checkpoint};
@@ -162,16 +164,13 @@ pub fn export_with_progress(
         let file = graph_file(length);
         let path = staging.path().join(&file);
         std::fs::write(&path, &bytes).map_err(|e| Error::write(&path, e))?;
-        let mut hasher = Sha256::new();
-        hasher.update(&bytes);
         let ranges: Vec<(u64, u64)> = externals.iter().map(|e| (e.offset, e.length)).collect();
-        weights::read_ranges(&weights_path, &ranges, |chunk| hasher.update(chunk))?;
         entries.push(LengthEntry {
             length,
             file: file.clone(),
             parameters: externals.iter().map(|e| e.numel).sum(),
             weight_bytes: externals.iter().map(|e| e.length).sum(),
-            content_hash: hex(&hasher.finalize()),
+            content_hash: content_hash(&bytes, &weights_path, &ranges)?,
             engines: Vec::new(),
             calibration: Vec::new(),
         });
@@ -227,10 +226,6 @@ fn resolve_lengths(cfg: &ModelConfig, requested: Option<&[u32]>) -> Result<Vec<u
 /// `blocks.{i}.…` → i.
 fn block_index(name: &str) -> Option<u32> {
     name.strip_prefix("blocks.")?.split('.').next()?.parse().ok()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `out` may be absent, an empty folder or an earlier export (which is replaced).

@@ -1,7 +1,8 @@
 //! Files and folders replaced atomically: written under a temporary name in the destination's
 //! folder (so the rename stays on one file system), then renamed over it. A reader, or a run
-//! killed at any moment, sees the complete old version or the complete new one; a killed run
-//! leaves at most a hidden `.NAME.*` temporary beside it, which nothing reads.
+//! killed at any moment, sees the complete old version or the complete new one. A killed run
+//! leaves a hidden `.NAME.PID.XXXXXX.{tmp,staging}` beside it, which nothing reads and
+//! the next write of NAME removes once process PID is gone.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,11 +24,52 @@ fn split(path: &Path) -> Result<(PathBuf, String)> {
     Ok((parent, name.to_string()))
 }
 
-/// A temporary name beside `name`: `.NAME.XXXXXX.SUFFIX`.
-fn beside<'a>(name: &'a str, suffix: &'a str) -> Builder<'a, 'a> {
+/// Suffixes of the temporaries this module creates.
+const SUFFIXES: [&str; 2] = [".tmp", ".staging"];
+
+/// The hidden prefix of this process's temporaries for `name`: `.NAME.PID.`.
+fn hidden_prefix(name: &str) -> String {
+    format!(".{name}.{}.", std::process::id())
+}
+
+/// A temporary name beside `prefix`'s file: `PREFIX XXXXXX SUFFIX`.
+fn beside<'a>(prefix: &'a str, suffix: &'a str) -> Builder<'a, 'a> {
     let mut builder = Builder::new();
-    builder.prefix(name).suffix(suffix).rand_bytes(6);
+    builder.prefix(prefix).suffix(suffix).rand_bytes(6);
     builder
+}
+
+/// Removes the temporaries of `name` in `parent` left by processes that no longer run (a
+/// killed writer). Only where /proc tells which processes run; elsewhere they stay, unread.
+fn remove_stale(parent: &Path, name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let start = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&start)) else {
+            continue;
+        };
+        let Some((pid, tail)) = rest.split_once('.') else {
+            continue;
+        };
+        let ours = SUFFIXES.iter().any(|s| tail.ends_with(s));
+        if !ours || pid.parse::<u32>().is_err() || proc.join(pid).exists() {
+            continue;
+        }
+        // Another writer may remove it at the same moment: either way it is gone.
+        let path = entry.path();
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
 }
 
 /// Writes `bytes` to `path` atomically.
@@ -49,7 +91,8 @@ pub struct AtomicFile {
 impl AtomicFile {
     pub fn create(path: &Path) -> Result<Self> {
         let (parent, name) = split(path)?;
-        let hidden = format!(".{name}.");
+        remove_stale(&parent, &name);
+        let hidden = hidden_prefix(&name);
         let mut builder = beside(&hidden, ".tmp");
         #[cfg(unix)]
         {
@@ -97,7 +140,8 @@ impl StagedDir {
     pub fn new(target: &Path) -> Result<Self> {
         let (parent, name) = split(target)?;
         std::fs::create_dir_all(&parent).map_err(Error::write(&parent))?;
-        let hidden = format!(".{name}.");
+        remove_stale(&parent, &name);
+        let hidden = hidden_prefix(&name);
         let staging = beside(&hidden, ".staging")
             .tempdir_in(&parent)
             .map_err(Error::write(target))?;
@@ -112,34 +156,63 @@ impl StagedDir {
         self.staging.path()
     }
 
-    /// Puts the staged folder at the target with renames only: an earlier folder there is
-    /// moved aside first and removed last, or moved back if the swap fails.
+    /// Puts the staged folder at the target. Where the target exists, the two folders are
+    /// exchanged in one atomic rename (Linux `renameat2(RENAME_EXCHANGE)`), so no moment leaves
+    /// the target missing; the old folder, now under the staging name, is removed last.
     pub fn commit(self) -> Result<()> {
         let target = self.target.clone();
-        let (parent, name) = split(&target)?;
         let staged = self.staging.keep();
-        let aside = if target.exists() {
-            let hidden = format!(".{name}.");
-            let holder = beside(&hidden, ".replaced")
-                .tempdir_in(&parent)
-                .map_err(Error::write(&target))?;
-            let aside = holder.path().join(&name);
-            std::fs::rename(&target, &aside).map_err(Error::write(&target))?;
-            Some((holder, aside))
+        let swapped = if target.exists() {
+            exchange(&staged, &target)
         } else {
-            None
+            std::fs::rename(&staged, &target)
         };
-        if let Err(e) = std::fs::rename(&staged, &target) {
-            if let Some((_, aside)) = &aside {
-                let _ = std::fs::rename(aside, &target);
-            }
+        if let Err(e) = swapped {
             let _ = std::fs::remove_dir_all(&staged);
             return Err(Error::write(&target)(e));
         }
-        // `holder` removes the replaced folder when it drops.
-        drop(aside);
+        // After an exchange `staged` holds the replaced folder; a kill here leaves it for
+        // `remove_stale`.
+        let _ = std::fs::remove_dir_all(&staged);
         Ok(())
     }
+}
+
+/// Swaps two paths atomically.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them like rename(2).
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Where the kernel cannot exchange, the old folder moves aside first: a kill between the two
+/// renames leaves the target missing (the old folder survives under its hidden name).
+#[cfg(not(target_os = "linux"))]
+fn exchange(staged: &Path, target: &Path) -> std::io::Result<()> {
+    let aside = staged.with_extension("replaced");
+    std::fs::rename(target, &aside)?;
+    if let Err(e) = std::fs::rename(staged, target) {
+        let _ = std::fs::rename(&aside, target);
+        return Err(e);
+    }
+    std::fs::rename(&aside, staged)
 }
 
 #[cfg(test)]
@@ -175,6 +248,34 @@ mod tests {
         }
         let missing = write_atomic(&dir.path().join("no/such/folder/x"), b"x").expect_err("no folder");
         assert!(!missing.is_input(), "{missing}");
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A pid above Linux's maximum (2^22) never runs; this process does.
+        let dead = dir.path().join(".out.json.99999999.abcdef.tmp");
+        let dead_folder = dir.path().join(".export.99999999.abcdef.staging");
+        let live = dir
+            .path()
+            .join(format!(".out.json.{}.abcdef.tmp", std::process::id()));
+        let other = dir.path().join(".out.json.notes");
+        for file in [&dead, &live, &other] {
+            std::fs::write(file, b"x").expect("write");
+        }
+        std::fs::create_dir(&dead_folder).expect("mkdir");
+        write_atomic(&dir.path().join("out.json"), b"new").expect("write");
+        StagedDir::new(&dir.path().join("export")).expect("stage");
+        if Path::new("/proc/self").exists() {
+            assert!(
+                !dead.exists() && !dead_folder.exists(),
+                "stale temporaries removed"
+            );
+        }
+        assert!(
+            live.exists() && other.exists(),
+            "only dead writers' temporaries go"
+        );
     }
 
     #[test]

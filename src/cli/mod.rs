@@ -7,6 +7,7 @@ pub mod eval;
 pub mod export;
 pub mod sample;
 pub mod train;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,8 @@ pub enum Command {
     Engines(engines::EnginesArgs),
     /// Measure engine latency per length and batch; records calibration in the manifest.
     Bench(bench::BenchArgs),
+    /// Check an export folder against its manifest: files, sizes and content hashes.
+    Verify(verify::VerifyArgs),
     /// Sample quality (Fréchet distance) and cost over lengths × solver settings.
     Eval(eval::EvalArgs),
     /// Train the Fashion-MNIST feature network `odelt eval` uses and export it to ONNX.
@@ -54,6 +57,7 @@ impl Command {
             Command::Demo(args) => demo::run(args),
             Command::Engines(args) => engines::run(args),
             Command::Bench(args) => bench::run(args),
+            Command::Verify(args) => verify::run(args),
             Command::Eval(args) => eval::run(args),
             Command::Features(args) => eval::run_features(args),
         }

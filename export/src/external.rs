@@ -117,7 +117,7 @@ impl<'a> ExternalFiles<'a> {
             .metadata()
             .map_err(|e| Error::read(&path, e))?
             .len();
-        let end = r.offset.checked_add(r.length).unwrap_or(u64::MAX);
+        let end = r.offset.saturating_add(r.length);
         if end > size {
             return Err(Error::Corrupt {
                 path: path.display().to_string(),

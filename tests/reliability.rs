@@ -64,6 +64,11 @@ fn kill_at_random(args: &[&str], full: Duration, seed: u64, mut check: impl FnMu
     interrupted
 }
 
+/// Arguments as the runner takes them.
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// Names in `dir` that are not hidden temporaries.
 fn visible(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -171,10 +176,7 @@ fn killed_sample_leaves_the_old_or_the_new_outputs() {
     };
     // The two complete versions: seed 1 (the previous outputs), then seed 2.
     let (seed1, seed2) = (sample("1"), sample("2"));
-    let (seed1, seed2): (Vec<&str>, Vec<&str>) = (
-        seed1.iter().map(String::as_str).collect(),
-        seed2.iter().map(String::as_str).collect(),
-    );
+    let (seed1, seed2) = (strs(&seed1), strs(&seed2));
     ok(odelt(&seed2));
     let new = (
         std::fs::read(&png).expect("png"),
@@ -211,18 +213,20 @@ fn killed_sample_leaves_the_old_or_the_new_outputs() {
 fn killed_training_leaves_a_loadable_checkpoint_and_resumes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = path_arg(tmp.path(), "ckpt");
-    let train = |steps: &str, extra: &[&str]| {
-        [
-            &words("train --data synthetic --model tiny --save-every 1 --log-every 1 --steps")[..],
-            &[steps, "--out", &out],
-            extra,
-        ]
-        .concat()
+    let train = |steps: &'static str, resume: bool| -> Vec<String> {
+        let line = format!(
+            "train --data synthetic --model tiny --save-every 1 --log-every 1 --steps {steps}{}",
+            if resume { " --resume" } else { "" }
+        );
+        let mut args: Vec<String> = words(&line).into_iter().map(String::from).collect();
+        args.extend(["--out".to_string(), out.clone()]);
+        args
     };
-    ok(odelt(&train("1", &[])));
-    let full = timed(&train("30", &["--resume"]));
+    let (first, thirty, sixty) = (train("1", false), train("30", true), train("60", true));
+    ok(odelt(&strs(&first)));
+    let full = timed(&strs(&thirty));
     let engines = path_arg(tmp.path(), "engines");
-    let interrupted = kill_at_random(&train("60", &["--resume"]), full, 17, |trial| {
+    let interrupted = kill_at_random(&strs(&sixty), full, 17, |trial| {
         // Whatever step it reached, the folder is a complete checkpoint the exporter reads
         // strictly (every tensor present, finite).
         let o = odelt(&["export", "--checkpoint", &out, "--out", &engines]);
@@ -233,7 +237,7 @@ fn killed_training_leaves_a_loadable_checkpoint_and_resumes() {
         );
     });
     eprintln!("train: {interrupted} of {} runs interrupted", trials());
-    ok(odelt(&train("60", &["--resume"])));
+    ok(odelt(&strs(&sixty)));
 }
 
 /// A fmnist export with ort-cpu engines, and a copy of it to damage.

@@ -35,12 +35,18 @@ impl Checkpoint {
         }
         let meta = CheckpointMeta::read(dir)?;
         let path = dir.join(WEIGHTS_FILE);
-        let shown = path.display().to_string();
         let bytes = std::fs::read(&path).map_err(|source| Error::ReadCheckpoint {
-            path: shown.clone(),
+            path: path.display().to_string(),
             source,
         })?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::CorruptCheckpoint {
+        Self::parse(meta, &bytes, &path)
+    }
+
+    /// The checkpoint whose metadata is `meta` and whose `model.safetensors`, read from
+    /// `path`, holds `bytes`: every expected tensor present, with its shape, finite.
+    pub fn parse(meta: CheckpointMeta, bytes: &[u8], path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::CorruptCheckpoint {
             path: shown.clone(),
             reason: e.to_string(),
         })?;

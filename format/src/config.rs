@@ -143,17 +143,19 @@ impl ModelConfig {
             )));
         }
         let text = std::fs::read_to_string(path).map_err(Error::read(path))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: spec.into(),
+        Self::from_json(&text, path)
+    }
+
+    /// A config from JSON text read from `path` (bare or under the key `"model"`), validated.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let json = |source| Error::Json {
+            path: path.display().to_string(),
             what: "a model config",
             source,
-        })?;
+        };
+        let value: serde_json::Value = serde_json::from_str(text).map_err(json)?;
         let inner = value.get("model").cloned().unwrap_or(value);
-        let config: Self = serde_json::from_value(inner).map_err(|source| Error::Json {
-            path: spec.into(),
-            what: "a model config",
-            source,
-        })?;
+        let config: Self = serde_json::from_value(inner).map_err(json)?;
         config.validate()?;
         Ok(config)
     }

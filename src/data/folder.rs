@@ -29,17 +29,8 @@ pub fn load(dir: &Path, config: &ModelConfig) -> Result<Dataset> {
     let mut labels = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         for file in sorted_entries(class, |p| p.is_file())? {
-            let img = image::open(&file)
-                .map_err(|e| bad_input!("{}: not a readable image: {e}", file.display()))?
-                .resize_to_fill(side, side, FilterType::Triangle);
-            if channels == 1 {
-                pixels.extend(img.to_luma8().into_raw());
-            } else {
-                // HWC → CHW.
-                let rgb = img.to_rgb8().into_raw();
-                pixels
-                    .extend((0..3).flat_map(|c| rgb.iter().skip(c).step_by(3).copied().collect::<Vec<_>>()));
-            }
+            let bytes = std::fs::read(&file).map_err(|e| bad_input!("cannot read {}: {e}", file.display()))?;
+            pixels.extend(decode_image(&bytes, &file, side, channels)?);
             labels.push(label as i64);
         }
     }
@@ -50,6 +41,36 @@ pub fn load(dir: &Path, config: &ModelConfig) -> Result<Dataset> {
         labels,
     })
 }
+
+/// An encoded image (read from `path`) resized to cover `side` × `side` and centre-cropped, as
+/// u8 [channels, side, side] (1 = grey, 3 = RGB).
+pub fn decode_image(bytes: &[u8], path: &Path, side: u32, channels: u32) -> Result<Vec<u8>> {
+    let bad = |e: image::ImageError| bad_input!("{}: not a readable image: {e}", path.display());
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad_input!("{}: not a readable image: {e}", path.display()))?;
+    // A small file may claim an enormous image: refuse it before allocating.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(bad)?
+        .resize_to_fill(side, side, FilterType::Triangle);
+    Ok(if channels == 1 {
+        img.to_luma8().into_raw()
+    } else {
+        // HWC → CHW.
+        let rgb = img.to_rgb8().into_raw();
+        (0..3)
+            .flat_map(|c| rgb.iter().skip(c).step_by(3).copied().collect::<Vec<_>>())
+            .collect()
+    })
+}
+
+/// Largest width or height of an image in a folder dataset.
+const MAX_SIDE: u32 = 16384;
 
 fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let read = std::fs::read_dir(dir).map_err(|e| bad_input!("cannot read {}: {e}", dir.display()))?;

@@ -37,8 +37,17 @@ fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
             path.display()
         )
     })?;
+    let mut gz = Vec::new();
+    std::io::BufReader::new(file)
+        .read_to_end(&mut gz)
+        .map_err(|e| bad_input!("cannot read {}: {e}", path.display()))?;
+    parse_gz(&gz, path)
+}
+
+/// The dimension sizes and u8 payload of gzipped IDX bytes read from `path`.
+pub fn parse_gz(gz: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(file)
+    flate2::read::GzDecoder::new(gz)
         .read_to_end(&mut bytes)
         .map_err(|e| bad_input!("{}: not a readable gzip IDX file: {e}", path.display()))?;
     parse_idx(&bytes).with_context(|| format!("{}: corrupt IDX file", path.display()))
@@ -58,8 +67,37 @@ fn parse_idx(bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
         })
         .collect::<Result<_>>()?;
     let data = &bytes[4 + 4 * ndim..];
-    if data.len() != dims.iter().product::<usize>() {
+    // Sizes from the header may multiply past usize: a corrupt file, not an overflow.
+    let expected = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if expected != Some(data.len()) {
         return Err(corrupt());
     }
     Ok((dims, data.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_sizes_that_overflow_are_a_corrupt_file() {
+        // Three dimensions of 2^32 − 1: their product wraps a 64-bit usize.
+        let mut bytes = vec![0, 0, 0x08, 3];
+        for _ in 0..3 {
+            bytes.extend(u32::MAX.to_be_bytes());
+        }
+        bytes.extend([1, 2, 3]);
+        let err = parse_idx(&bytes).expect_err("corrupt");
+        assert!(err.to_string().contains("IDX"), "{err}");
+    }
+
+    #[test]
+    fn a_small_file_parses() {
+        let mut bytes = vec![0, 0, 0x08, 2];
+        for d in [2u32, 3] {
+            bytes.extend(d.to_be_bytes());
+        }
+        bytes.extend(0..6u8);
+        assert_eq!(parse_idx(&bytes).expect("valid"), (vec![2, 3], (0..6).collect()));
+    }
 }

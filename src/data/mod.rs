@@ -2,9 +2,9 @@
 //! Everything is loaded into memory as f32 [N, C, H, W] in [-1, 1] with i64 labels [N], in
 //! plain vectors: evaluation needs no libtorch, training turns them into tensors.
 
-mod folder;
-mod idx;
-mod npy;
+pub mod folder;
+pub mod idx;
+pub mod npy;
 mod synthetic;
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --train
 source scripts/env.sh
 cargo fmt --all --check
+cargo fmt --manifest-path fuzz/Cargo.toml --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy -p odelt --all-targets --all-features --quiet -- -D warnings
 cargo test --workspace

@@ -29,7 +29,8 @@ pub fn load(dir: &Path, config: &ModelConfig) -> Result<Dataset> {
     let mut labels = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         for file in sorted_entries(class, |p| p.is_file())? {
-            let bytes = std::fs::read(&file).map_err(|e| bad_input!("cannot read {}: {e}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).map_err(|e| bad_input!("cannot read {}: {e}", file.display()))?;
             pixels.extend(decode_image(&bytes, &file, side, channels)?);
             labels.push(label as i64);
         }

@@ -11,15 +11,10 @@ use super::Dataset;
 use crate::bad_input;
 
 pub fn load(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| bad_input!("cannot read {}: {e}", path.display()))
-    };
+    let read =
+        |path: &Path| std::fs::read(path).map_err(|e| bad_input!("cannot read {}: {e}", path.display()));
     let label_bytes = labels.map(read).transpose()?;
-    parse(
-        &read(images)?,
-        images,
-        label_bytes.as_deref().zip(labels),
-    )
+    parse(&read(images)?, images, label_bytes.as_deref().zip(labels))
 }
 
 /// The dataset in `.npy` bytes: images read from `images_path`, labels (bytes and path) if

@@ -34,7 +34,11 @@ fn main() {
     let dir = CString::new(dir).expect("path");
     let mut rt = null_mut();
     let status = unsafe { odelt_runtime_open(dir.as_ptr(), null(), &mut rt) };
-    assert_eq!(status, OdeltStatus::ODELT_OK, "open the fixture (is ORT_DYLIB_PATH set?)");
+    assert_eq!(
+        status,
+        OdeltStatus::ODELT_OK,
+        "open the fixture (is ORT_DYLIB_PATH set?)"
+    );
     let numel = 16usize;
     afl::fuzz!(|data: &[u8]| {
         let mut b = Bytes(data);
@@ -68,7 +72,11 @@ fn main() {
         }
         let mut out = vec![0f32; (b.u32() % 256) as usize];
         let mut nfe = 0u32;
-        let out_ptr = if flags & 8 != 0 { null_mut() } else { out.as_mut_ptr() };
+        let out_ptr = if flags & 8 != 0 {
+            null_mut()
+        } else {
+            out.as_mut_ptr()
+        };
         let _ = unsafe { odelt_sample(rt, &req, out_ptr, out.len(), &mut nfe) };
         let _ = odelt_last_error();
     });

@@ -18,7 +18,11 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
 /// A `.npy` file: NumPy format 1.0, little-endian, C order.
 fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-    let dims = if shape.len() == 1 { format!("{},", dims[0]) } else { dims.join(", ") };
+    let dims = if shape.len() == 1 {
+        format!("{},", dims[0])
+    } else {
+        dims.join(", ")
+    };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -39,13 +43,30 @@ fn main() {
     odelt_export::testing::write_random_checkpoint(&ckpt, &model, 1).expect("checkpoint");
     let engines = tmp.join("engines");
     odelt_export::export(&ckpt, &engines, &Default::default()).expect("export");
-    write(&dir, "manifest", "manifest.json", &std::fs::read(engines.join("manifest.json")).expect("manifest"));
-    write(&dir, "model_config", "config.json", &std::fs::read(ckpt.join("config.json")).expect("config"));
+    write(
+        &dir,
+        "manifest",
+        "manifest.json",
+        &std::fs::read(engines.join("manifest.json")).expect("manifest"),
+    );
+    write(
+        &dir,
+        "model_config",
+        "config.json",
+        &std::fs::read(ckpt.join("config.json")).expect("config"),
+    );
     let fmnist = serde_json::to_vec_pretty(&ModelConfig::fmnist()).expect("json");
     write(&dir, "model_config", "fmnist.json", &fmnist);
-    write(&dir, "checkpoint", "model.safetensors", &std::fs::read(ckpt.join("model.safetensors")).expect("weights"));
+    write(
+        &dir,
+        "checkpoint",
+        "model.safetensors",
+        &std::fs::read(ckpt.join("model.safetensors")).expect("weights"),
+    );
 
-    let images: Vec<u8> = (0..2 * 16).flat_map(|i| (i as f32 / 32.0 - 0.5).to_le_bytes()).collect();
+    let images: Vec<u8> = (0..2 * 16)
+        .flat_map(|i| (i as f32 / 32.0 - 0.5).to_le_bytes())
+        .collect();
     let labels: Vec<u8> = [0i64, 1].iter().flat_map(|l| l.to_le_bytes()).collect();
     let mut both = npy("<f4", &[2, 1, 4, 4], &images);
     write(&dir, "npy", "images.npy", &both);

@@ -3,7 +3,7 @@
 # the deploy build (no libtorch, the default) and the training build (`--features train`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --train
+bash scripts/setup.sh --train --browser
 source scripts/env.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

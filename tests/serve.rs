@@ -238,6 +238,7 @@ fn concurrent_requests_equal_their_solo_results_and_share_engine_calls() {
 
     // Every answer equals the same request sampled alone through the runtime API.
     let runtime = Runtime::open(&engines, RuntimeOptions::default().with_intra_threads(1)).expect("runtime");
+    let mut bitwise = 0;
     for (body, nfe, bytes) in &answers {
         let alone = runtime.sample(&parity_request(body)).expect("solo sample");
         let got = npy(bytes);
@@ -248,7 +249,9 @@ fn concurrent_requests_equal_their_solo_results_and_share_engine_calls() {
             &body.to_string(),
         );
         assert_eq!(nfe, &alone.stats.nfe.to_string(), "{body}");
+        bitwise += usize::from(got.as_slice() == Some(&alone.data[..]));
     }
+    eprintln!("{bitwise} of {REQUESTS} concurrent answers are bitwise equal to their solo result");
 
     // And `odelt sample --npy` writes the same bytes for the same flags (checked on a few).
     for (body, _, bytes) in answers.iter().filter(|(b, _, _)| b["solver"] == "euler").take(3) {

@@ -77,7 +77,10 @@ const MIXES: &[Mix] = &[
     },
     Mix {
         name: "euler T=4, l mixed 4/8/12",
-        body: |i| json!({ "n": 1, "length": [4, 8, 12][(i % 3) as usize], "steps": 4, "seed": i, "class": i % 10 }),
+        body: |i| {
+            let length = [4, 8, 12][(i % 3) as usize];
+            json!({ "n": 1, "length": length, "steps": 4, "seed": i, "class": i % 10 })
+        },
     },
 ];
 

@@ -522,7 +522,7 @@ fn bad_requests_get_json_4xx_and_the_server_keeps_serving() {
 }
 
 #[test]
-fn full_queue_answers_503_and_a_deadline_504() {
+fn full_queue_503_deadline_504_and_abandoned_work_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engines = tiny_export(dir.path());
     let long = json!({ "n": 64, "length": 4, "steps": 1024, "cfg": 3, "class": 1 });
@@ -545,6 +545,23 @@ fn full_queue_answers_503_and_a_deadline_504() {
     assert_eq!(refused.headers()["retry-after"], "1");
     assert!(refused.json::<Value>().expect("JSON")["error"].is_string());
     assert_eq!(first.join().expect("first"), 200);
+
+    // A client that goes away: its remaining evaluations are dropped unrun.
+    let rows_before = metric(&server, "odelt_engine_rows_total{length=\"4\"}");
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .expect("client");
+    assert!(
+        impatient.post(&url).json(&long).send().is_err(),
+        "answered within 100 ms"
+    );
+    wait_for(Duration::from_secs(10), "the abandoned request to stop", || {
+        metric(&server, "odelt_queue_depth") == 0.0
+    });
+    let ran = metric(&server, "odelt_engine_rows_total{length=\"4\"}") - rows_before;
+    eprintln!("abandoned request: {ran} of its 1024 × 128 rows ran");
+    assert!(ran < 1024.0 * 128.0, "{ran} rows ran for an abandoned request");
     drop(server);
 
     let server = ServerProcess::start(&engines, &["--deadline-ms", "20"]);

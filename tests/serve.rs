@@ -204,15 +204,11 @@ fn parity_request(body: &Value) -> SampleRequest {
         .with_cfg(body["cfg"].as_f64().unwrap_or(1.0) as f32, Default::default())
 }
 
-#[test]
-fn concurrent_requests_equal_their_solo_results_and_share_engine_calls() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engines = tiny_export(dir.path());
-    let server = ServerProcess::start(&engines, &[]);
-    const REQUESTS: usize = 32;
-    let barrier = Arc::new(Barrier::new(REQUESTS));
+/// Sends the parity bodies 0..requests at once; returns (body, x-odelt-nfe, npy bytes) each.
+fn send_at_once(server: &ServerProcess, requests: usize) -> Vec<(Value, String, Vec<u8>)> {
+    let barrier = Arc::new(Barrier::new(requests));
     let url = server.url("/v1/samples");
-    let threads: Vec<_> = (0..REQUESTS)
+    let threads: Vec<_> = (0..requests)
         .map(|i| {
             let (barrier, url) = (barrier.clone(), url.clone());
             std::thread::spawn(move || {
@@ -231,15 +227,18 @@ fn concurrent_requests_equal_their_solo_results_and_share_engine_calls() {
             })
         })
         .collect();
-    let answers: Vec<_> = threads
+    threads
         .into_iter()
         .map(|t| t.join().expect("client thread"))
-        .collect();
+        .collect()
+}
 
-    // Every answer equals the same request sampled alone through the runtime API.
-    let runtime = Runtime::open(&engines, RuntimeOptions::default().with_intra_threads(1)).expect("runtime");
+/// Every answer equals the same request sampled alone through the runtime API (what
+/// `odelt sample` calls); returns how many are bitwise equal.
+fn assert_equal_to_solo(engines: &str, answers: &[(Value, String, Vec<u8>)]) -> usize {
+    let runtime = Runtime::open(engines, RuntimeOptions::default().with_intra_threads(1)).expect("runtime");
     let mut bitwise = 0;
-    for (body, nfe, bytes) in &answers {
+    for (body, nfe, bytes) in answers {
         let alone = runtime.sample(&parity_request(body)).expect("solo sample");
         let got = npy(bytes);
         assert_eq!(got.shape(), alone.shape, "{body}");
@@ -251,6 +250,17 @@ fn concurrent_requests_equal_their_solo_results_and_share_engine_calls() {
         assert_eq!(nfe, &alone.stats.nfe.to_string(), "{body}");
         bitwise += usize::from(got.as_slice() == Some(&alone.data[..]));
     }
+    bitwise
+}
+
+#[test]
+fn concurrent_requests_equal_their_solo_results_and_share_engine_calls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engines = tiny_export(dir.path());
+    let server = ServerProcess::start(&engines, &[]);
+    const REQUESTS: usize = 32;
+    let answers = send_at_once(&server, REQUESTS);
+    let bitwise = assert_equal_to_solo(&engines, &answers);
     eprintln!("{bitwise} of {REQUESTS} concurrent answers are bitwise equal to their solo result");
 
     // And `odelt sample --npy` writes the same bytes for the same flags (checked on a few).
@@ -320,6 +330,17 @@ fn concurrent_requests_equal_their_solo_results_and_share_engine_calls() {
     );
     let (status, _) = server.terminate();
     assert!(status.success());
+}
+
+#[test]
+fn small_max_batch_splits_and_holds_rows_without_changing_results() {
+    // With 5 rows per call, a guided request of 3 samples (6 rows) is split into two calls,
+    // and evaluations that do not fit a call wait for the next one.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engines = tiny_export(dir.path());
+    let server = ServerProcess::start(&engines, &["--max-batch", "5"]);
+    let answers = send_at_once(&server, 16);
+    assert_equal_to_solo(&engines, &answers);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! ```text
 //! odelt export --checkpoint assets/fmnist --lengths 4,8,12 --out /tmp/fmnist-engines
 //! cargo bench --bench serve_load -- --engines /tmp/fmnist-engines [--seconds 5] \
-//!     [--clients 1,8,32,64] [--threads 0] [--max-batch 64]
+//!     [--clients 1,8,32,64] [--threads 0] [--max-batch 64] [--batch-wait-us 1000] [--mix NAME]
 //! ```
 //!
 //! Per (mix, clients): images/s, p50/p99 latency, errors, the server's rows per engine call and
@@ -25,6 +25,9 @@ struct Settings {
     clients: Vec<usize>,
     threads: usize,
     max_batch: usize,
+    batch_wait_us: u64,
+    /// Only the mixes whose name contains this.
+    mix: String,
 }
 
 fn settings() -> Settings {
@@ -34,6 +37,8 @@ fn settings() -> Settings {
         clients: vec![1, 8, 32, 64],
         threads: 0,
         max_batch: 64,
+        batch_wait_us: 1000,
+        mix: String::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -49,6 +54,8 @@ fn settings() -> Settings {
             }
             "--threads" => s.threads = value().parse().expect("--threads"),
             "--max-batch" => s.max_batch = value().parse().expect("--max-batch"),
+            "--batch-wait-us" => s.batch_wait_us = value().parse().expect("--batch-wait-us"),
+            "--mix" => s.mix = value(),
             // cargo bench passes --bench; nothing else is expected.
             _ => {}
         }
@@ -119,9 +126,10 @@ fn start_server(s: &Settings) -> Server {
         .spawn()
         .expect("start odelt serve");
     let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("first line");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    stdout.read_line(&mut first).expect("first line");
+    // Keep reading, so that the server's last line finds a reader.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let base = first
         .trim()
         .strip_prefix("odelt serve: listening on ")
@@ -180,7 +188,7 @@ fn main() {
     }
     println!("| mix | clients | requests | images/s | p50 ms | p99 ms | errors | rows/call |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for mix in MIXES {
+    for mix in MIXES.iter().filter(|m| m.name.contains(&s.mix)) {
         for &clients in &s.clients {
             let (calls0, rows0) = engine_totals(&client, &server.base);
             let latencies = Arc::new(Mutex::new(Vec::new()));

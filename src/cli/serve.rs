@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// Most rows in one engine call; evaluations of concurrent requests fill calls up to it.
     #[arg(long, value_name = "B", default_value_t = 64)]
     pub max_batch: usize,
+    /// Microseconds an engine call waits for in-flight requests of its length that are between
+    /// two evaluations: fuller calls against a little latency.
+    #[arg(long, value_name = "US", default_value_t = 1000)]
+    pub batch_wait_us: u64,
     /// Most sampling requests admitted at once; more are answered 503 with Retry-After.
     #[arg(long, value_name = "Q", default_value_t = 64)]
     pub max_queue: usize,
@@ -53,6 +57,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         port: args.port,
         threads: args.threads,
         max_batch: args.max_batch,
+        batch_wait: Duration::from_micros(args.batch_wait_us),
         max_queue: args.max_queue,
         max_n: args.max_n,
         max_steps: args.max_steps,
@@ -62,11 +67,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..ServeOptions::new(args.engines)
     };
     let server = Server::bind(options)?;
-    // The first line of stdout: scripts and tests read the address from it.
-    println!("odelt serve: listening on http://{}", server.local_addr()?);
-    std::io::stdout().flush().ok();
+    // The first line of stdout: scripts and tests read the address from it. Whoever started
+    // the server may have stopped reading: a closed stdout is no reason to fail.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "odelt serve: listening on http://{}",
+        server.local_addr()?
+    );
+    let _ = stdout.flush();
     let report = server.run()?;
-    println!(
+    let _ = writeln!(
+        stdout,
         "odelt serve: stopped after {} requests; {} engine calls ran {} rows",
         report.requests, report.engine_calls, report.engine_rows
     );

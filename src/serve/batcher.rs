@@ -8,19 +8,13 @@
 //! depend on which other rows shared its calls.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use odelt_runtime::{Engine, EngineRows, Error as RtError, RowModel};
 
 use super::metrics::Metrics;
-
-/// How long a scheduler waits for requests that are between two evaluations (their host-side
-/// solver step takes microseconds) before calling the engine with fewer rows. Without it the
-/// requests that were just answered would miss the next call and alternate between two
-/// half-full calls.
-const GATHER_WINDOW: Duration = Duration::from_millis(1);
 
 /// Why a request stopped before its sampler finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,10 +173,14 @@ impl RowModel for BatchedRows {
     }
 }
 
-/// Starts the scheduler thread of `engine`'s length.
+/// Starts the scheduler thread of `engine`'s length. `batch_wait`: how long a call waits for
+/// active requests that have no evaluation queued yet (see `Scheduler::gather`). `device`:
+/// shared by the schedulers of every length, held during each engine call.
 pub(crate) fn start(
     engine: Arc<Engine>,
     max_batch: usize,
+    batch_wait: Duration,
+    device: Arc<Mutex<()>>,
     metrics: Metrics,
 ) -> std::io::Result<(LengthQueue, JoinHandle<()>)> {
     let (sender, receiver) = mpsc::channel();
@@ -196,10 +194,12 @@ pub(crate) fn start(
     let scheduler = Scheduler {
         rows: EngineRows { engine, max_batch },
         max_batch,
+        batch_wait,
         receiver,
         active: queue.active.clone(),
         metrics,
         held: None,
+        device,
     };
     let thread = std::thread::Builder::new()
         .name(format!("odelt-l{}", queue.length))
@@ -210,11 +210,20 @@ pub(crate) fn start(
 struct Scheduler {
     rows: EngineRows,
     max_batch: usize,
+    /// How long a scheduler waits for requests that are between two evaluations (their
+    /// host-side solver step takes microseconds, but their thread must be woken up) before
+    /// calling the engine with fewer rows. Without it the requests just answered would miss
+    /// the next call and alternate between half-full calls.
+    batch_wait: Duration,
     receiver: mpsc::Receiver<Evaluation>,
     active: Arc<AtomicUsize>,
     metrics: Metrics,
     /// An evaluation taken from the queue that did not fit the last call: first in the next.
     held: Option<Evaluation>,
+    /// One engine call at a time across lengths: calls of different lengths running at once
+    /// would share the same cores (or GPU) through oversubscribed intra-op thread pools and
+    /// each take longer, while waiting lets the other lengths' queues fill their next calls.
+    device: Arc<Mutex<()>>,
 }
 
 impl Scheduler {
@@ -249,7 +258,15 @@ impl Scheduler {
                 y.extend_from_slice(&e.y);
             }
             v.resize(x.len(), 0.0);
-            let result = self.rows.run(&x, &t, &k, &y, &mut v);
+            let result = {
+                // A poisoned lock only means another length's scheduler panicked mid-call; the
+                // device itself is fine.
+                let _device = self
+                    .device
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                self.rows.run(&x, &t, &k, &y, &mut v)
+            };
             let calls = y.len().div_ceil(self.max_batch);
             self.metrics
                 .engine_calls
@@ -286,8 +303,8 @@ impl Scheduler {
     }
 
     /// The next batch: the held evaluation or the next one queued (blocking), then whatever
-    /// else is queued while it fits `max_batch` rows, waiting up to [`GATHER_WINDOW`] for
-    /// active requests that have nothing queued yet. `None` when every sender is gone.
+    /// else is queued while it fits `max_batch` rows, waiting up to `batch_wait` for active
+    /// requests that have nothing queued yet. `None` when every sender is gone.
     fn gather(&mut self) -> Option<Vec<Evaluation>> {
         let first = match self.held.take() {
             Some(e) => e,
@@ -295,7 +312,7 @@ impl Scheduler {
         };
         let mut rows = first.rows();
         let mut batch = vec![first];
-        let window_end = Instant::now() + GATHER_WINDOW;
+        let window_end = Instant::now() + self.batch_wait;
         while rows < self.max_batch {
             let next = match self.receiver.try_recv() {
                 Ok(e) => e,

@@ -43,6 +43,9 @@ pub struct ServeOptions {
     pub threads: usize,
     /// Most rows in one engine call; the scheduler fills calls up to it.
     pub max_batch: usize,
+    /// How long an engine call waits for active requests of its length that have no
+    /// evaluation queued yet (between two steps): fuller calls against a little latency.
+    pub batch_wait: Duration,
     /// Most requests admitted at once (running or waiting); more are answered 503.
     pub max_queue: usize,
     /// Most samples in one request.
@@ -65,6 +68,7 @@ impl ServeOptions {
             port: 8080,
             threads: 0,
             max_batch: 64,
+            batch_wait: Duration::from_millis(1),
             max_queue: 64,
             max_n: 64,
             max_steps: 1024,
@@ -114,9 +118,16 @@ impl Server {
         let metrics = Metrics::new().context("registering metrics")?;
         let mut queues = std::collections::BTreeMap::new();
         let mut schedulers = Vec::new();
+        let device = Arc::new(std::sync::Mutex::new(()));
         for length in runtime.lengths() {
             let engine = runtime.engine(length)?;
-            let (queue, thread) = batcher::start(engine, options.max_batch, metrics.clone())?;
+            let (queue, thread) = batcher::start(
+                engine,
+                options.max_batch,
+                options.batch_wait,
+                device.clone(),
+                metrics.clone(),
+            )?;
             queues.insert(length, queue);
             schedulers.push(thread);
         }

@@ -767,3 +767,28 @@ fn web_page_samples_in_a_headless_browser() {
         1.0
     );
 }
+
+#[test]
+fn bad_flags_are_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = path_arg(dir.path(), "missing");
+    common::assert_bad_input(
+        &["serve", "--engines", &missing, "--port", "0"],
+        &[],
+        "does not exist",
+    );
+    let engines = tiny_export(dir.path());
+    common::assert_bad_input(
+        &["serve", "--engines", &engines, "--port", "0", "--max-batch", "0"],
+        &[],
+        "--max-batch must be at least 1",
+    );
+    // A port already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    common::assert_bad_input(
+        &["serve", "--engines", &engines, "--port", &port],
+        &[],
+        "cannot listen on 127.0.0.1",
+    );
+}

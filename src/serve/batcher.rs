@@ -147,17 +147,15 @@ impl RowModel for BatchedRows {
             reply,
         };
         let label = self.queue.length.to_string();
-        self.queue
-            .metrics
-            .pending_rows
-            .with_label_values(&[&label])
-            .add(y.len() as i64);
-        self.queue.sender.send(evaluation).map_err(|_| {
-            RtError::Internal(format!(
+        let pending = self.queue.metrics.pending_rows.with_label_values(&[&label]);
+        pending.add(y.len() as i64);
+        if self.queue.sender.send(evaluation).is_err() {
+            pending.sub(y.len() as i64);
+            return Err(RtError::Internal(format!(
                 "the scheduler of length {} has stopped",
                 self.queue.length
-            ))
-        })?;
+            )));
+        }
         let wait = self.control.deadline.saturating_duration_since(Instant::now());
         match answer.recv_timeout(wait) {
             Ok(Ok((v, engine))) => {

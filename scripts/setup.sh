@@ -6,6 +6,8 @@
 #   scripts/setup.sh --data    also the Debian package dataset-fashion-mnist (for `odelt eval`)
 #   scripts/setup.sh --train   also the training and test venv (torch 2.13.0 for tch, onnxruntime,
 #                              onnx, numpy; ~5 GB) and the dataset
+#   scripts/setup.sh --browser also the Debian package chromium (the headless browser that
+#                              tests/serve.rs drives to test `odelt serve`'s web page)
 #
 # Everything goes to ${ODELT_CACHE:-~/.cache/odelt}, in folders keyed by the versions, so a clean
 # clone reuses it. Source scripts/env.sh afterwards (or let the README commands do it).
@@ -22,12 +24,14 @@ log() { echo "setup: $*" >&2; }
 
 train=0
 data=0
+browser=0
 for arg in "$@"; do
   case "$arg" in
     --train) train=1; data=1 ;;
     --data) data=1 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "setup: unknown option '$arg' (expected --data or --train)" >&2; exit 2 ;;
+    --browser) browser=1 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (expected --data, --train or --browser)" >&2; exit 2 ;;
   esac
 done
 
@@ -56,9 +60,17 @@ if [[ $train -eq 1 && ! -f "$TRAIN_VENV/.odelt-complete" ]]; then
   make_venv "$TRAIN_VENV" "torch==$TORCH_VERSION" "onnxruntime==$ORT_VERSION" onnx numpy
 fi
 
+apt_install() {
+  log "installing Debian package $1"
+  local sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
+}
+
 if [[ $data -eq 1 && ! -f "$FMNIST/t10k-labels-idx1-ubyte.gz" ]]; then
-  log "installing Debian package dataset-fashion-mnist"
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  apt_install dataset-fashion-mnist
+fi
+
+if [[ $browser -eq 1 && ! -x /usr/bin/chromium ]]; then
+  apt_install chromium
 fi

@@ -38,6 +38,8 @@ pub use engine::Engine;
 pub use error::{Error, Result};
 pub use options::RuntimeOptions;
 pub use runtime::{BudgetPick, Runtime};
-pub use sample::{GuidanceMode, Labels, NoiseSource, SampleRequest, Samples, SolverChoice};
+pub use sample::{
+    EngineRows, GuidanceMode, Labels, NoiseSource, RowModel, SampleRequest, Samples, SolverChoice,
+};
 pub use session::Provider;
 pub use solver::{Dopri5, Dopri5Options, Euler, SolveStats, Solver, VectorField};

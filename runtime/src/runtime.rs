@@ -11,7 +11,7 @@ use crate::engine::Engine;
 use crate::error::{invalid, Error, Result};
 use crate::options::RuntimeOptions;
 use crate::ortlib;
-use crate::sample::{self, GuidanceMode, Labels, SampleRequest, Samples};
+use crate::sample::{self, EngineRows, GuidanceMode, Labels, SampleRequest, Samples};
 use odelt_format::manifest::Manifest;
 
 /// An export folder ready to sample from. `Send + Sync`: share it (e.g. in an `Arc`) between
@@ -167,8 +167,11 @@ impl Runtime {
     /// Samples N images (docs/DESIGN.md §7). Safe to call from several threads at once.
     pub fn sample(&self, req: &SampleRequest) -> Result<Samples> {
         let length = self.resolve_length(req.length)?;
-        sample::run(req, length, &self.manifest.model, self.options.max_batch, || {
-            self.engine(length)
+        sample::run(req, length, &self.manifest.model, || {
+            Ok(EngineRows {
+                engine: self.engine(length)?,
+                max_batch: self.options.max_batch,
+            })
         })
     }
 }

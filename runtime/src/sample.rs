@@ -144,39 +144,76 @@ pub struct Samples {
     pub wall: Duration,
 }
 
-/// Engine calls of at most `max_batch` rows with t and k broadcast per row.
-struct Caller<'a> {
-    engine: &'a Engine,
-    numel: usize,
-    max_batch: usize,
-    level: f32,
-    t: Vec<f32>,
-    k: Vec<f32>,
-    engine_time: Duration,
+/// v = model(x, t, k, y) on rows of one length, each row with its own t and k. The sampler
+/// evaluates through this trait so that the same noise, labels, guidance and solver code runs
+/// whether rows go straight to an [`Engine`] ([`EngineRows`]) or, in a server, into a queue
+/// that batches the rows of many requests into shared engine calls.
+pub trait RowModel {
+    /// The length l every row runs at.
+    fn length(&self) -> u32;
+
+    /// Writes v for the `y.len()` rows into `out` (x and out: rows × C·H·W floats). Returns the
+    /// engine time of the call(s) the rows took part in.
+    fn run(&mut self, x: &[f32], t: &[f32], k: &[f32], y: &[i64], out: &mut [f32]) -> Result<Duration>;
 }
 
-impl Caller<'_> {
-    fn run(&mut self, t: f64, x: &[f32], y: &[i64], out: &mut [f32]) -> Result<()> {
+/// An [`Engine`] called in chunks of at most `max_batch` rows (0: no limit).
+pub struct EngineRows {
+    pub engine: Arc<Engine>,
+    pub max_batch: usize,
+}
+
+impl RowModel for EngineRows {
+    fn length(&self) -> u32 {
+        self.engine.length()
+    }
+
+    fn run(&mut self, x: &[f32], t: &[f32], k: &[f32], y: &[i64], out: &mut [f32]) -> Result<Duration> {
         let rows = y.len();
         let chunk = if self.max_batch == 0 {
             rows
         } else {
             self.max_batch.min(rows)
         };
-        self.t[..chunk].fill(t as f32);
-        self.k[..chunk].fill(self.level);
-        let step = chunk * self.numel;
-        for ((x, y), out) in x.chunks(step).zip(y.chunks(chunk)).zip(out.chunks_mut(step)) {
-            let b = y.len();
-            self.engine_time += self.engine.run(x, &self.t[..b], &self.k[..b], y, out)?;
+        let step = chunk * self.engine.image_numel();
+        let mut elapsed = Duration::ZERO;
+        for (((x, t), (k, y)), out) in x
+            .chunks(step)
+            .zip(t.chunks(chunk))
+            .zip(k.chunks(chunk).zip(y.chunks(chunk)))
+            .zip(out.chunks_mut(step))
+        {
+            elapsed += self.engine.run(x, t, k, y, out)?;
         }
+        Ok(elapsed)
+    }
+}
+
+/// Evaluations of the whole batch at one (t, k): t and k broadcast per row.
+struct Caller<M> {
+    rows: M,
+    numel: usize,
+    level: f32,
+    t: Vec<f32>,
+    k: Vec<f32>,
+    engine_time: Duration,
+}
+
+impl<M: RowModel> Caller<M> {
+    fn run(&mut self, t: f64, x: &[f32], y: &[i64], out: &mut [f32]) -> Result<()> {
+        let rows = y.len();
+        self.t.resize(rows, 0.0);
+        self.k.resize(rows, 0.0);
+        self.t.fill(t as f32);
+        self.k.fill(self.level);
+        self.engine_time += self.rows.run(x, &self.t, &self.k, y, out)?;
         Ok(())
     }
 }
 
 /// The model as a vector field over the whole batch, with guidance.
-struct ModelField<'a> {
-    caller: Caller<'a>,
+struct ModelField<M> {
+    caller: Caller<M>,
     n: usize,
     /// N labels, then (batched guidance) N null labels.
     labels: Vec<i64>,
@@ -188,7 +225,7 @@ struct ModelField<'a> {
     rows_v: Vec<f32>,
 }
 
-impl VectorField for ModelField<'_> {
+impl<M: RowModel> VectorField for ModelField<M> {
     fn dim(&self) -> usize {
         self.n * self.caller.numel
     }
@@ -218,7 +255,7 @@ impl VectorField for ModelField<'_> {
             return Err(Error::Numerical(format!(
                 "length {}: the model output has {} at t = {t:.4} (sample {}); the engine or its \
                  weights are broken, or guidance/precision overflowed",
-                self.caller.engine.length(),
+                self.caller.rows.length(),
                 if out[i].is_nan() { "NaN" } else { "Inf" },
                 i / self.caller.numel
             )));
@@ -254,14 +291,16 @@ fn labels(labels: &Labels, n: usize, num_classes: u32) -> Result<Vec<i64>> {
 }
 
 /// [`crate::Runtime::sample`] once the length is resolved: validates the rest of the request,
-/// opens the engine (`open_engine`) if needed, integrates the outer ODE from t = 0 (noise) to
-/// t = 1 (data) on batches of at most `max_batch` rows (0: no limit).
-pub(crate) fn run(
+/// then gets its rows' model (`open_rows`, e.g. opening the engine on first use) and integrates
+/// the outer ODE from t = 0 (noise) to t = 1 (data), evaluating every row through it.
+///
+/// The result depends only on the request and on each row's output, never on how `open_rows`
+/// groups rows into engine calls.
+pub fn run<M: RowModel>(
     req: &SampleRequest,
     length: u32,
     model: &ModelConfig,
-    max_batch: usize,
-    open_engine: impl FnOnce() -> Result<Arc<Engine>>,
+    open_rows: impl FnOnce() -> Result<M>,
 ) -> Result<Samples> {
     let start = Instant::now();
     let mut solver = req.solver.build();
@@ -314,13 +353,14 @@ pub(crate) fn run(
         None
     };
 
-    let engine = open_engine()?;
+    let rows = open_rows()?;
+    if rows.length() != length {
+        return Err(Error::Internal(format!(
+            "sampling length {length} on rows of length {}",
+            rows.length()
+        )));
+    }
     let level = solver.level(model);
-    let rows = match guidance {
-        Some((_, GuidanceMode::Batched)) => 2 * req.n,
-        _ => req.n,
-    };
-    let chunk = if max_batch == 0 { rows } else { max_batch.min(rows) };
     let nulls = vec![null; req.n];
     let (field_labels, rows_x, rows_v) = match guidance {
         None => (labels, Vec::new(), Vec::new()),
@@ -333,12 +373,11 @@ pub(crate) fn run(
     };
     let mut field = ModelField {
         caller: Caller {
-            engine: &engine,
+            rows,
             numel,
-            max_batch,
             level: level as f32,
-            t: vec![0.0; chunk],
-            k: vec![0.0; chunk],
+            t: Vec::new(),
+            k: Vec::new(),
             engine_time: Duration::ZERO,
         },
         n: req.n,

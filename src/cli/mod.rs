@@ -6,6 +6,7 @@ pub mod engines;
 pub mod eval;
 pub mod export;
 pub mod sample;
+pub mod serve;
 pub mod train;
 pub mod verify;
 
@@ -33,6 +34,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Sample images from exported engines with Euler or Dopri5.
     Sample(sample::SampleArgs),
+    /// Serve sampling over HTTP, batching concurrent requests into shared engine calls.
+    Serve(serve::ServeArgs),
     /// The first command to run: the paper's lengths × steps figure on Fashion-MNIST, with the
     /// latency of every cell.
     Demo(demo::DemoArgs),
@@ -54,6 +57,7 @@ impl Command {
             Command::Train(args) => train::run(args),
             Command::Export(args) => export::run(args),
             Command::Sample(args) => sample::run(args),
+            Command::Serve(args) => serve::run(args),
             Command::Demo(args) => demo::run(args),
             Command::Engines(args) => engines::run(args),
             Command::Bench(args) => bench::run(args),

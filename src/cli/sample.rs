@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use ndarray::{Array1, Array4};
 use odelt_format::atomic::write_atomic;
 use odelt_runtime::{
@@ -203,10 +202,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         )));
     }
     if let Some(path) = &args.npy {
-        let array = Array4::from_shape_vec(shape, data.clone()).context("samples have the wrong length")?;
-        let mut bytes = Vec::new();
-        ndarray_npy::WriteNpyExt::write_npy(&array, &mut bytes).context("encoding .npy")?;
-        write_atomic(path, &bytes)?;
+        write_atomic(path, &crate::npy::samples(&data, shape)?)?;
     }
     if let Some(path) = &args.out {
         write_atomic(path, &crate::png::grid(&data, shape)?)?;

@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh SECONDS [TARGET ...]     each target (default: all) for SECONDS
 #
 # Installs cargo-afl and builds its AFL++ runtime when missing (idempotent), builds fuzz/ with
-# AFL's instrumentation, writes the seed corpora (fuzz/seeds, from real files) when missing,
+# AFL's instrumentation, adds missing seed corpora (fuzz/seeds, from real files),
 # runs each target with `cargo afl fuzz -V SECONDS` into fuzz/out/<target>, and prints one JSON
 # line per target: executions, crashes, hangs. Exits 1 when any target found a crash or hang
 # (the inputs are under fuzz/out/<target>/default/{crashes,hangs}). Needs ORT_DYLIB_PATH for
@@ -14,7 +14,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 secs=${1:?usage: scripts/fuzz.sh SECONDS [TARGET ...]}
 shift
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(manifest model_config checkpoint npy idx image c_abi)
+[[ ${#targets[@]} -eq 0 ]] && targets=(manifest model_config checkpoint npy idx image c_abi serve_request)
 
 log() { echo "fuzz: $*" >&2; }
 if ! command -v cargo-afl >/dev/null; then
@@ -27,7 +27,15 @@ cargo afl config --build >/dev/null 2>&1 || true
 cd "$root/fuzz"
 log "building the targets with AFL++ instrumentation"
 cargo afl build --release --quiet
-[[ -d seeds ]] || target/release/seeds seeds
+# Seeds are committed; a target without a folder gets the generator's (fuzz/src/bin/seeds.rs).
+missing=()
+for t in "${targets[@]}"; do [[ -d "seeds/$t" ]] || missing+=("$t"); done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  fresh=$(mktemp -d)
+  target/release/seeds "$fresh"
+  for t in "${missing[@]}"; do cp -r "$fresh/$t" "seeds/$t"; done
+  rm -rf "$fresh"
+fi
 
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_QUIET=1
 export AFL_NO_AFFINITY=1

@@ -80,12 +80,12 @@ fn bad<T>(message: impl Into<String>) -> Result<T, ApiError> {
 
 impl SampleBody {
     /// Parses a JSON body, naming the field and position of the first problem.
-    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
         serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
     }
 
     /// Checks the body against the server's limits and the export, and builds the request.
-    pub(crate) fn plan(&self, runtime: &Runtime, limits: &Limits) -> Result<Plan, ApiError> {
+    pub fn plan(&self, runtime: &Runtime, limits: &Limits) -> Result<Plan, ApiError> {
         if self.n == 0 || self.n > limits.max_n {
             return bad(format!("n must be in 1..={} (got {})", limits.max_n, self.n));
         }

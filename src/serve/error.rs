@@ -9,7 +9,7 @@ use odelt_runtime::Error as RtError;
 
 /// What a request can fail with.
 #[derive(Debug)]
-pub(crate) enum ApiError {
+pub enum ApiError {
     /// The request is malformed or asks for something invalid (400).
     BadRequest(String),
     /// A rejection of the HTTP layer with its own status (body too large: 413, …).

@@ -28,8 +28,10 @@ use anyhow::Context;
 use odelt_runtime::{Provider, Runtime, RuntimeOptions};
 
 use crate::bad_input;
+pub use error::ApiError;
 use metrics::Metrics;
-use state::{AppState, Limits};
+use state::AppState;
+pub use state::Limits;
 
 /// How `odelt serve` runs. [`ServeOptions::new`] gives the CLI's defaults.
 #[derive(Debug, Clone)]

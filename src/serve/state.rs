@@ -15,7 +15,7 @@ use super::ServeReport;
 
 /// Limits on what one request may ask for, and on how many run at once.
 #[derive(Debug, Clone)]
-pub(crate) struct Limits {
+pub struct Limits {
     pub max_n: usize,
     pub max_steps: u32,
     pub deadline: Duration,

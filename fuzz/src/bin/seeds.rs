@@ -111,5 +111,21 @@ fn main() {
     write(&dir, "c_abi", "euler.bin", &request(0, 4, 0, 4, 2, 1.0));
     write(&dir, "c_abi", "dopri5_labels.bin", &request(2, 2, 1, 0, 3, 2.0));
     write(&dir, "c_abi", "noise.bin", &request(4, 0, 0, 1, 1, 1.0));
+    for (name, body) in [
+        (
+            "euler.json",
+            r#"{"n": 2, "length": 4, "solver": "euler", "steps": 4, "seed": 1, "class": 1, "cfg": 2.0, "format": "png"}"#,
+        ),
+        (
+            "dopri5.json",
+            r#"{"n": 1, "solver": "dopri5", "rtol": 0.001, "atol": 0.001, "labels": [2], "format": "json"}"#,
+        ),
+        (
+            "budget.json",
+            r#"{"n": 3, "budget_ms": 50, "solver": "euler", "format": "npy"}"#,
+        ),
+    ] {
+        write(&dir, "serve_request", name, body.as_bytes());
+    }
     std::fs::remove_dir_all(&tmp).ok();
 }

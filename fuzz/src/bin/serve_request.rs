@@ -19,6 +19,8 @@ fn main() {
         max_batch: 64,
         body_limit: 64 * 1024,
     };
+    // A panic fails the input either way; the runtime is only read.
+    let runtime = std::panic::AssertUnwindSafe(runtime);
     afl::fuzz!(|data: &[u8]| {
         if let Ok(body) = SampleBody::parse(data) {
             let _ = body.plan(&runtime, &limits);

@@ -33,19 +33,8 @@ pub struct Verified {
 /// Checks the export in `dir`: sizes and references always, content hashes when `hashes`.
 pub fn verify(dir: &Path, hashes: bool) -> Result<Verified> {
     let manifest = Manifest::read(dir)?;
+    manifest.check_weights_size(dir)?;
     let weights_path = dir.join(&manifest.weights_file);
-    let size = std::fs::metadata(&weights_path)
-        .map_err(|e| Error::read(&weights_path, e))?
-        .len();
-    if size != manifest.weights_bytes {
-        return Err(Error::Corrupt {
-            path: weights_path.display().to_string(),
-            message: format!(
-                "{size} bytes, the manifest says {}: truncated or replaced; export again",
-                manifest.weights_bytes
-            ),
-        });
-    }
     let mut files = ExternalFiles::new(dir);
     let mut verified = Verified {
         files: Vec::new(),

@@ -131,6 +131,22 @@ impl Manifest {
         ))
     }
 
+    /// Fails unless `DIR/weights_file` exists with the size recorded here: a truncated or
+    /// replaced file would otherwise fail (or fault) only when ONNX Runtime maps it.
+    pub fn check_weights_size(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(&self.weights_file);
+        let size = std::fs::metadata(&path).map_err(Error::read(&path))?.len();
+        if size != self.weights_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {size} bytes, the manifest says {}: truncated or replaced; export again \
+                 (`odelt verify` checks every file)",
+                path.display(),
+                self.weights_bytes
+            )));
+        }
+        Ok(())
+    }
+
     pub fn largest_length(&self) -> Option<u32> {
         self.lengths.iter().map(|e| e.length).max()
     }

@@ -71,24 +71,7 @@ impl Runtime {
                 )));
             }
         }
-        let weights = dir.join(&manifest.weights_file);
-        let size = std::fs::metadata(&weights).map(|m| m.len()).map_err(|_| {
-            Error::NotFound(format!(
-                "{}: the shared weights file is missing",
-                weights.display()
-            ))
-        })?;
-        // A truncated file would fail (or fault) only when ONNX Runtime maps it; an altered one
-        // is caught by `odelt verify`, which recomputes the content hashes.
-        if size != manifest.weights_bytes {
-            return Err(Error::Model {
-                path: weights.display().to_string(),
-                message: format!(
-                    "{size} bytes, the manifest says {}: truncated or replaced; export again (`odelt verify` checks every file)",
-                    manifest.weights_bytes
-                ),
-            });
-        }
+        manifest.check_weights_size(&dir)?;
         let env = ortlib::environment(options.ort_library.as_deref())?;
         Ok(Self {
             dir,

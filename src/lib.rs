@@ -10,7 +10,6 @@ pub mod error;
 pub mod eval;
 #[cfg(feature = "train")]
 pub mod model;
-pub mod npy;
 pub mod png;
 pub mod progress;
 pub mod serve;

@@ -121,7 +121,7 @@ fn encode(values: &[f32], elem: Elem) -> Result<Vec<u8>> {
 
 /// Feeds the byte ranges `(offset, length)` of `path` into `sink`, in order.
 pub fn read_ranges(path: &Path, ranges: &[(u64, u64)], mut sink: impl FnMut(&[u8])) -> Result<()> {
-    let io = |e| Error::write(path, e);
+    let io = |e| Error::read(path, e);
     let mut file = File::open(path).map_err(io)?;
     let mut buf = vec![0u8; 1 << 20];
     for &(offset, length) in ranges {

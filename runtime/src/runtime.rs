@@ -11,7 +11,7 @@ use crate::engine::Engine;
 use crate::error::{invalid, Error, Result};
 use crate::options::RuntimeOptions;
 use crate::ortlib;
-use crate::sample::{self, EngineRows, GuidanceMode, Labels, SampleRequest, Samples};
+use crate::sample::{self, EngineRows, SampleRequest, Samples};
 use odelt_format::manifest::Manifest;
 
 /// An export folder ready to sample from. `Send + Sync`: share it (e.g. in an `Arc`) between
@@ -215,17 +215,7 @@ impl Runtime {
 
     /// Rows of one evaluation of `req`: 2N when guidance runs both halves in one call.
     pub fn rows_per_evaluation(&self, req: &SampleRequest) -> usize {
-        let null = self.manifest().model.num_classes as i64;
-        let conditional = match &req.labels {
-            Labels::Null => false,
-            Labels::Class(c) => *c != null,
-            Labels::PerSample(labels) => labels.iter().any(|l| *l != null),
-        };
-        if req.cfg_scale > 1.0 && conditional && req.guidance == GuidanceMode::Batched {
-            2 * req.n
-        } else {
-            req.n
-        }
+        req.rows_per_evaluation(self.manifest().model.num_classes as i64)
     }
 
     /// The largest length (and, when `steps` is `None`, the most Euler steps: a power of two

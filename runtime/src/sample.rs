@@ -129,6 +129,28 @@ impl SampleRequest {
     }
 }
 
+impl SampleRequest {
+    /// Whether guidance applies: a scale above 1 and at least one label that is not the null
+    /// label `null`.
+    pub fn is_guided(&self, null: i64) -> bool {
+        let conditional = match &self.labels {
+            Labels::Null => false,
+            Labels::Class(c) => *c != null,
+            Labels::PerSample(labels) => labels.iter().any(|l| *l != null),
+        };
+        self.cfg_scale > 1.0 && conditional
+    }
+
+    /// Rows of one evaluation: 2N when guidance runs both halves in one call.
+    pub fn rows_per_evaluation(&self, null: i64) -> usize {
+        if self.is_guided(null) && self.guidance == GuidanceMode::Batched {
+            2 * self.n
+        } else {
+            self.n
+        }
+    }
+}
+
 /// The result of [`crate::Runtime::sample`].
 #[derive(Debug, Clone)]
 pub struct Samples {
@@ -339,17 +361,15 @@ pub fn run<M: RowModel>(
         return invalid!("guidance scale must be finite (got {})", req.cfg_scale);
     }
     let null = model.num_classes as i64;
-    let guidance = if req.cfg_scale > 1.0 {
-        if labels.iter().all(|l| *l == null) {
+    let guidance = if req.is_guided(null) {
+        Some((req.cfg_scale, req.guidance))
+    } else {
+        if req.cfg_scale > 1.0 {
             tracing::warn!(
                 "guidance scale {} ignored: every label is the null label",
                 req.cfg_scale
             );
-            None
-        } else {
-            Some((req.cfg_scale, req.guidance))
         }
-    } else {
         None
     };
 

@@ -4,14 +4,15 @@
 //! running are not (exit 1). Outputs are written through a temp file and a rename.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use ndarray::{Array1, Array4};
 use odelt_format::atomic::write_atomic;
 use odelt_runtime::{
     Decoder, Dopri5Options, Error as RtError, GuidanceMode, Labels, Provider, Runtime, RuntimeOptions,
     SampleRequest, SolverChoice,
 };
+
+use crate::data::npy;
 
 /// The time integrator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,25 +119,21 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
 
     let mut request = SampleRequest::new(args.n, SolverChoice::Euler { steps: 1 });
     if let Some(path) = &args.noise {
-        let noise: Array4<f32> = read_npy(path, "float32 noise [N, C, H, W]")?;
-        if noise.shape() != [args.n, c, h, w] {
+        let (noise, shape) = npy::images(&npy::read(path)?, path)?;
+        if shape != [args.n, c, h, w] {
             return Err(input(format!(
-                "{}: noise has shape {:?}, expected [{}, {c}, {h}, {w}] (--n {} and the model's image shape)",
+                "{}: noise has shape {shape:?}, expected [{}, {c}, {h}, {w}] (--n {} and the model's image shape)",
                 path.display(),
-                noise.shape(),
                 args.n,
                 args.n
             )));
         }
-        request.noise = odelt_runtime::NoiseSource::Given(noise.iter().copied().collect());
+        request.noise = odelt_runtime::NoiseSource::Given(noise);
     } else {
         request.noise = odelt_runtime::NoiseSource::Seed(args.seed);
     }
     request.labels = match (&args.labels, args.class) {
-        (Some(path), _) => {
-            let labels: Array1<i64> = read_npy(path, "int64 labels [N]")?;
-            Labels::PerSample(labels.to_vec())
-        }
+        (Some(path), _) => Labels::PerSample(npy::labels(&npy::read(path)?, path)?),
         (None, Some(class)) => Labels::Class(class),
         (None, None) => Labels::Null,
     };
@@ -202,7 +199,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         )));
     }
     if let Some(path) = &args.npy {
-        write_atomic(path, &crate::npy::samples(&data, shape)?)?;
+        write_atomic(path, &npy::samples(&data, shape)?)?;
     }
     if let Some(path) = &args.out {
         write_atomic(path, &crate::png::grid(&data, shape)?)?;
@@ -281,16 +278,4 @@ fn check_flags(args: &SampleArgs) -> anyhow::Result<()> {
         return Err(input("--n must be at least 1".into()));
     }
     Ok(())
-}
-
-fn read_npy<A: ndarray_npy::ReadableElement, D: ndarray::Dimension>(
-    path: &Path,
-    what: &str,
-) -> anyhow::Result<ndarray::Array<A, D>> {
-    let file = std::fs::File::open(path).map_err(|source| odelt_format::Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    ndarray_npy::ReadNpyExt::read_npy(std::io::BufReader::new(file))
-        .map_err(|e| input(format!("{}: not a {what} .npy file: {e}", path.display())))
 }

@@ -167,7 +167,7 @@ pub(crate) fn answer(samples: &Samples, format: Format, server: Duration) -> Res
     let mut response = match format {
         Format::Npy => (
             [(header::CONTENT_TYPE, "application/x-npy")],
-            crate::npy::samples(&samples.data, samples.shape).map_err(encode)?,
+            crate::data::npy::samples(&samples.data, samples.shape).map_err(encode)?,
         )
             .into_response(),
         Format::Png => (

@@ -1,6 +1,7 @@
-//! The feature network `odelt eval` measures sample quality with (Fréchet distance in its
-//! feature space, as FID does with InceptionV3): 3×3 convolutions with ReLU, 2×2 max-pooling
-//! between them, global average pooling. Small, so its weights live inline in one file.
+//! The feature network `odelt eval` measures sample quality with (Fréchet distance, precision
+//! and recall in its feature space, as FID does with InceptionV3's pool3): 3×3 convolutions
+//! with ReLU (batch norm folded in), 2×2 max-pooling after some of them, then one dense layer
+//! with ReLU whose output is the feature vector. Small, so its weights live inline in one file.
 
 use std::path::Path;
 
@@ -10,17 +11,34 @@ use crate::elem::Elem;
 use crate::error::{Error, Result};
 use crate::graph::{Attr, Dim, GraphBuilder};
 
-/// One 3×3 convolution (padding 1): weight [out, in, 3, 3] and bias [out], row-major f32.
+/// One 3×3 convolution (padding 1): weight [out, in, 3, 3] and bias [out], row-major f32,
+/// followed by ReLU and, if `pool_after`, a 2×2 max-pool of stride 2.
 #[derive(Debug, Clone)]
 pub struct Conv3x3 {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
     pub in_channels: usize,
     pub out_channels: usize,
+    pub pool_after: bool,
 }
 
-/// Input `images` f32 [batch, C, H, W] in [-1, 1]; output `features` f32 [batch, F, 1, 1].
-pub fn write_feature_net(convs: &[Conv3x3], image_shape: [usize; 3], path: &Path) -> Result<()> {
+/// A dense layer on the flattened activations: weight [outputs, inputs] and bias [outputs].
+#[derive(Debug, Clone)]
+pub struct Dense {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+/// Input `images` f32 [batch, C, H, W] in [-1, 1]; output `features` f32 [batch, F, 1, 1], F
+/// being `dense.outputs`.
+pub fn write_feature_net(
+    convs: &[Conv3x3],
+    dense: &Dense,
+    image_shape: [usize; 3],
+    path: &Path,
+) -> Result<()> {
     let [c, h, w] = image_shape.map(|d| d as i64);
     let mut g = GraphBuilder::new("");
     let batch = Dim::Symbolic("batch");
@@ -39,7 +57,7 @@ pub fn write_feature_net(convs: &[Conv3x3], image_shape: [usize; 3], path: &Path
         ];
         let y = g.node(&format!("convs.{i}/conv"), "Conv", &[&x, &weight, &bias], attrs);
         x = g.node(&format!("convs.{i}/relu"), "Relu", &[&y], vec![]);
-        if i + 1 < convs.len() {
+        if conv.pool_after {
             let attrs = vec![
                 ("kernel_shape", Attr::Ints(vec![2, 2])),
                 ("strides", Attr::Ints(vec![2, 2])),
@@ -47,12 +65,25 @@ pub fn write_feature_net(convs: &[Conv3x3], image_shape: [usize; 3], path: &Path
             x = g.node(&format!("convs.{i}/pool"), "MaxPool", &[&x], attrs);
         }
     }
-    g.node_to("pool", "GlobalAveragePool", &[&x], "features", vec![]);
-    let features = convs.last().map_or(c, |conv| conv.out_channels as i64);
+    let flat = g.node("flatten", "Flatten", &[&x], vec![("axis", Attr::Int(1))]);
+    let dims = [dense.outputs as i64, dense.inputs as i64];
+    let weight = g.floats("dense.weight", &dims, &dense.weight);
+    let bias = g.floats("dense.bias", &[dims[0]], &dense.bias);
+    let y = g.node(
+        "dense/gemm",
+        "Gemm",
+        &[&flat, &weight, &bias],
+        vec![("transB", Attr::Int(1))],
+    );
+    let features = g.node("dense/relu", "Relu", &[&y], vec![]);
+    // [batch, F, 1, 1]: the images-in, images-out form odelt's decoders share (§6).
+    let axes = g.ints(&[2, 3]);
+    g.node_to("unsqueeze", "Unsqueeze", &[&features, &axes], "features", vec![]);
+    let one = Dim::Fixed(1);
     g.output(
         "features",
         Elem::F32,
-        &[batch, Dim::Fixed(features), Dim::Fixed(1), Dim::Fixed(1)],
+        &[batch, Dim::Fixed(dims[0]), one.clone(), one],
     );
     let model = g.finish("odelt_features", "odelt eval feature network", &[])?;
     let bytes = model

@@ -381,6 +381,12 @@ pub fn run<M: RowModel>(
         )));
     }
     let level = solver.level(model);
+    if level > model.flow_level() {
+        return invalid!(
+            "shortcut level {level} is out of range: this model has levels 0 (one step) to {} (the flow)",
+            model.flow_level()
+        );
+    }
     let nulls = vec![null; req.n];
     let (field_labels, rows_x, rows_v) = match guidance {
         None => (labels, Vec::new(), Vec::new()),

@@ -36,6 +36,9 @@ pub struct EvalArgs {
     /// Fashion-MNIST network].
     #[arg(long, value_name = "FILE.onnx")]
     pub features: Option<PathBuf>,
+    /// Bootstrap resamples behind each FD's 95% interval (0: none).
+    #[arg(long, default_value_t = 200)]
+    pub bootstrap: usize,
     /// Noise seed shared by every cell.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -70,6 +73,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| assets_dir().join(FEATURES_FILE)),
         solvers,
+        bootstrap: args.bootstrap,
         seed: args.seed,
         runtime,
     };
@@ -99,7 +103,7 @@ pub struct FeaturesArgs {
     #[arg(long, default_value = "fmnist")]
     pub model: String,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 15)]
     pub epochs: u64,
     /// ONNX file to write [default: the assets folder's fmnist_features.onnx].
     #[arg(long, value_name = "FILE.onnx")]

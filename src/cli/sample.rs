@@ -50,6 +50,10 @@ pub struct SampleArgs {
     /// Dopri5 absolute tolerance (> 0) [default: 1e-5].
     #[arg(long, value_name = "A")]
     pub atol: Option<f64>,
+    /// Dopri5's shortcut level: 0 (the one-step level) to log2 T_max (the flow)
+    /// [default: the flow level].
+    #[arg(long, value_name = "K")]
+    pub level: Option<u32>,
     /// Number of samples.
     #[arg(long, value_name = "N")]
     pub n: usize,
@@ -176,6 +180,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             SolverChoice::Dopri5(Dopri5Options {
                 rtol: args.rtol.unwrap_or(1e-5),
                 atol: args.atol.unwrap_or(1e-5),
+                level: args.level,
                 ..Default::default()
             })
         }
@@ -222,6 +227,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             SolverChoice::Dopri5(o) => {
                 line["rtol"] = o.rtol.into();
                 line["atol"] = o.atol.into();
+                line["level"] = samples.level.into();
                 line["accepted_steps"] = samples.stats.accepted_steps.into();
                 line["rejected_steps"] = samples.stats.rejected_steps.into();
             }
@@ -235,8 +241,8 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         let what = match &request.solver {
             SolverChoice::Euler { steps } => format!("euler, {steps} steps"),
             SolverChoice::Dopri5(o) => format!(
-                "dopri5, rtol {:e} atol {:e}, {} accepted / {} rejected steps",
-                o.rtol, o.atol, samples.stats.accepted_steps, samples.stats.rejected_steps
+                "dopri5 at level {}, rtol {:e} atol {:e}, {} accepted / {} rejected steps",
+                samples.level, o.rtol, o.atol, samples.stats.accepted_steps, samples.stats.rejected_steps
             ),
         };
         println!(
@@ -252,8 +258,11 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
 fn check_flags(args: &SampleArgs) -> anyhow::Result<()> {
     match args.solver {
         SolverKind::Euler => {
-            if args.rtol.is_some() || args.atol.is_some() {
-                return Err(input("--rtol/--atol apply to --solver dopri5, not euler".into()));
+            if args.rtol.is_some() || args.atol.is_some() || args.level.is_some() {
+                return Err(input(
+                    "--rtol/--atol/--level apply to --solver dopri5, not euler (its level follows --steps)"
+                        .into(),
+                ));
             }
             if args.steps.is_none() && args.budget_ms.is_none() {
                 return Err(input(

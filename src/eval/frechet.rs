@@ -50,6 +50,38 @@ pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> f64 {
     diff + a.cov.trace() + b.cov.trace() - 2.0 * cross
 }
 
+/// A 95% percentile-bootstrap interval of the Fréchet distance of `generated` (row-major
+/// [N, dim]) to `reference`: the distance of `resamples` sets of N rows drawn from `generated`
+/// with replacement, seeded by `seed`, 2.5% and 97.5% quantiles. The reference is held fixed:
+/// the interval is the spread that comes from the finite generated set, which is what differs
+/// between the cells of one evaluation.
+pub fn bootstrap_interval(
+    generated: &[f32],
+    dim: usize,
+    reference: &FeatureStats,
+    resamples: usize,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    let n = generated.len() / dim;
+    if resamples < 2 || n < 2 {
+        return None;
+    }
+    let mut rng = odelt_format::seed::SplitMix64::new(seed);
+    let mut resampled = vec![0f32; n * dim];
+    let mut distances: Vec<f64> = (0..resamples)
+        .map(|_| {
+            for row in resampled.chunks_exact_mut(dim) {
+                let pick = (rng.next_u64() % n as u64) as usize;
+                row.copy_from_slice(&generated[pick * dim..(pick + 1) * dim]);
+            }
+            frechet_distance(&FeatureStats::new(&resampled, dim), reference)
+        })
+        .collect();
+    distances.sort_by(f64::total_cmp);
+    let quantile = |q: f64| distances[((resamples - 1) as f64 * q).round() as usize];
+    Some((quantile(0.025), quantile(0.975)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +136,24 @@ mod tests {
         assert!(
             (near - 0.06).abs() < 1e-5 && (far - 6.0).abs() < 1e-4,
             "{near} {far}"
+        );
+    }
+
+    #[test]
+    fn bootstrap_interval_brackets_the_estimate_and_narrows_with_n() {
+        let reference = FeatureStats::new(&correlated(4000), 6);
+        let shifted: Vec<f32> = correlated(2000).iter().map(|v| v + 0.3).collect();
+        let width = |n: usize| {
+            let rows = &shifted[..n * 6];
+            let fd = frechet_distance(&FeatureStats::new(rows, 6), &reference);
+            let (lo, hi) = bootstrap_interval(rows, 6, &reference, 200, 1).expect("interval");
+            assert!(lo < fd && fd < hi, "{lo} < {fd} < {hi} at n = {n}");
+            hi - lo
+        };
+        let (small, large) = (width(200), width(2000));
+        assert!(
+            large < 0.6 * small,
+            "width {large} at n = 2000 vs {small} at n = 200"
         );
     }
 

@@ -1,16 +1,21 @@
 //! Sample quality versus cost (`odelt eval`): samples of every length × solver cell, their
-//! Fréchet distance to held-out images in the feature space of an ONNX network, time per
-//! image and memory per length.
+//! Fréchet distance to held-out images in the feature space of an ONNX network (with a
+//! bootstrap interval), precision and recall in that space, time per image and memory per
+//! length.
 
 mod frechet;
+mod manifold;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use odelt_runtime::{memory, Decoder, Labels, Runtime, RuntimeOptions, SampleRequest, SolverChoice};
+use odelt_runtime::{
+    memory, Decoder, Dopri5Options, Labels, Runtime, RuntimeOptions, SampleRequest, SolverChoice,
+};
 use serde::Serialize;
 
-pub use frechet::{frechet_distance, FeatureStats};
+pub use frechet::{bootstrap_interval, frechet_distance, FeatureStats};
+pub use manifold::{precision_recall, Manifold, PrecisionRecall, DEFAULT_K};
 
 use crate::bad_input;
 use crate::data::{DataSource, Dataset, Split};
@@ -25,19 +30,37 @@ pub fn assets_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets"))
 }
 
-/// `euler:T` or `dopri5:TOL` (rtol = atol = TOL).
+/// `euler:T`, or `dopri5:TOL` / `dopri5:TOL:K` (rtol = atol = TOL, at shortcut level K).
 pub fn parse_solver(spec: &str) -> Result<SolverChoice> {
-    let bad = || bad_input!("--solvers: '{spec}' is not euler:T (T ≥ 1) or dopri5:TOL (TOL > 0)");
-    let (name, value) = spec.split_once(':').ok_or_else(bad)?;
-    match name {
-        "euler" => match value.parse::<u32>() {
+    let bad = || {
+        bad_input!(
+            "--solvers: '{spec}' is not euler:T (T ≥ 1) or dopri5:TOL[:K] (TOL > 0, K a shortcut level)"
+        )
+    };
+    let mut parts = spec.split(':');
+    let (name, value, level) = (parts.next(), parts.next().ok_or_else(bad)?, parts.next());
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    match (name, level) {
+        (Some("euler"), None) => match value.parse::<u32>() {
             Ok(steps) if steps > 0 => Ok(SolverChoice::Euler { steps }),
             _ => Err(bad()),
         },
-        "dopri5" => match value.parse::<f64>() {
-            Ok(tol) if tol > 0.0 => Ok(SolverChoice::dopri5(tol, tol)),
-            _ => Err(bad()),
-        },
+        (Some("dopri5"), level) => {
+            let tol = value
+                .parse::<f64>()
+                .ok()
+                .filter(|tol| *tol > 0.0)
+                .ok_or_else(bad)?;
+            let level = level.map(|k| k.parse::<u32>().map_err(|_| bad())).transpose()?;
+            Ok(SolverChoice::Dopri5(Dopri5Options {
+                rtol: tol,
+                atol: tol,
+                level,
+                ..Default::default()
+            }))
+        }
         _ => Err(bad()),
     }
 }
@@ -56,6 +79,8 @@ pub struct EvalOptions {
     pub solvers: Vec<(String, SolverChoice)>,
     /// The ONNX feature network.
     pub features: PathBuf,
+    /// Bootstrap resamples of each cell's Fréchet distance (0: no interval).
+    pub bootstrap: usize,
     pub seed: u64,
     pub runtime: RuntimeOptions,
 }
@@ -68,6 +93,11 @@ pub struct Cell {
     pub nfe: u64,
     /// Fréchet distance to the held-out images in the feature space.
     pub fd: f64,
+    /// Its 95% bootstrap interval (resampling the generated set).
+    pub fd_ci: Option<[f64; 2]>,
+    /// k-NN precision and recall against n held-out images (k = 3).
+    #[serde(flatten)]
+    pub quality: PrecisionRecall,
     pub ms_per_image: f64,
     /// Bytes of weights the engine of this length loads.
     pub weight_mb: f64,
@@ -79,18 +109,56 @@ pub struct Cell {
     pub added_rss_mb: Option<f64>,
 }
 
-/// Features of `images` [N, C, H, W] through the network, and their dimension.
-fn features(net: &Decoder, images: &[f32], shape: [usize; 4]) -> Result<FeatureStats> {
+/// Features of `images` [N, C, H, W] through the network (row-major [N, F]), and F.
+fn features(net: &Decoder, images: &[f32], shape: [usize; 4]) -> Result<(Vec<f32>, usize)> {
     let out = net.decode(images, shape)?;
-    let dim: usize = out.shape[1..].iter().product();
-    Ok(FeatureStats::new(&out.data, dim))
+    Ok((out.data, out.shape[1..].iter().product()))
 }
 
-/// The reference statistics: the held-out images' features.
-fn reference(options: &EvalOptions, net: &Decoder, rt: &Runtime) -> Result<FeatureStats> {
-    let model = &rt.manifest().model;
-    let held_out = Dataset::load(&options.data, model, Split::Test, options.seed)?;
-    features(net, &held_out.images, held_out.shape)
+/// What every cell is compared with: the held-out images' feature statistics, and the k-NN
+/// manifold of `n` of them (as many as each cell generates, as precision and recall need).
+struct Reference {
+    stats: FeatureStats,
+    manifold: Manifold,
+    dim: usize,
+}
+
+impl Reference {
+    fn new(options: &EvalOptions, net: &Decoder, rt: &Runtime) -> Result<Self> {
+        let model = &rt.manifest().model;
+        let held_out = Dataset::load(&options.data, model, Split::Test, options.seed)?;
+        let (rows, dim) = features(net, &held_out.images, held_out.shape)?;
+        let count = rows.len() / dim;
+        if count <= DEFAULT_K {
+            return Err(bad_input!(
+                "{} held-out images are too few to compare with",
+                count
+            ));
+        }
+        let subset = spread_subset(count, options.n, options.seed);
+        let picked: Vec<f32> = subset
+            .iter()
+            .flat_map(|&i| &rows[i * dim..(i + 1) * dim])
+            .copied()
+            .collect();
+        Ok(Self {
+            stats: FeatureStats::new(&rows, dim),
+            manifold: Manifold::new(&picked, dim, DEFAULT_K),
+            dim,
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.stats.count
+    }
+}
+
+/// `n` of the indices 0..count (all if n ≥ count), in an order shuffled by `seed`.
+fn spread_subset(count: usize, n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = odelt_format::seed::SplitMix64::new(odelt_format::seed::mix_seed(seed, 0x9e1d));
+    let mut keyed: Vec<(u64, usize)> = (0..count).map(|i| (rng.next_u64(), i)).collect();
+    keyed.sort_unstable();
+    keyed.into_iter().take(n).map(|(_, i)| i).collect()
 }
 
 /// Evaluates every length × solver cell; `cell_done` sees each cell as it is measured, with
@@ -99,9 +167,9 @@ pub fn evaluate(
     options: &EvalOptions,
     mut cell_done: impl FnMut(&Cell, usize),
 ) -> Result<(Vec<Cell>, usize)> {
-    if options.n < 2 {
+    if options.n <= DEFAULT_K {
         return Err(bad_input!(
-            "--n must be at least 2 (a covariance needs two samples)"
+            "--n must be more than {DEFAULT_K} (precision and recall use {DEFAULT_K}-nearest neighbours)"
         ));
     }
     let rt = Runtime::open(&options.engines, options.runtime.clone())?;
@@ -110,7 +178,7 @@ pub fn evaluate(
         rt.manifest().entry(l)?;
     }
     let net = open_features(&options.features, &options.runtime)?;
-    let reference = reference(options, &net, &rt)?;
+    let reference = Reference::new(options, &net, &rt)?;
     let num_classes = rt.manifest().model.num_classes as i64;
     let labels: Vec<i64> = (0..options.n as i64).map(|i| i % num_classes).collect();
     drop(rt);
@@ -129,13 +197,23 @@ pub fn evaluate(
                 .with_seed(options.seed)
                 .with_labels(Labels::PerSample(labels.clone()));
             let samples = rt.sample(&req)?;
-            let generated = features(&net, &samples.data, samples.shape)?;
             let peak = memory::peak_rss_mb();
+            let (generated, dim) = features(&net, &samples.data, samples.shape)?;
+            if dim != reference.dim {
+                return Err(anyhow::anyhow!(
+                    "the feature network's output changed from {} to {dim} features",
+                    reference.dim
+                ));
+            }
+            let stats = FeatureStats::new(&generated, dim);
             let cell = Cell {
                 length,
                 solver: name.clone(),
                 nfe: samples.stats.nfe as u64,
-                fd: frechet_distance(&generated, &reference),
+                fd: frechet_distance(&stats, &reference.stats),
+                fd_ci: bootstrap_interval(&generated, dim, &reference.stats, options.bootstrap, options.seed)
+                    .map(|(lo, hi)| [lo, hi]),
+                quality: precision_recall(&reference.manifold, &Manifold::new(&generated, dim, DEFAULT_K)),
                 ms_per_image: samples.wall.as_secs_f64() * 1e3 / options.n as f64,
                 weight_mb: rt.manifest().entry(length)?.weight_bytes as f64 / 1e6,
                 peak_rss_mb: peak,
@@ -145,7 +223,7 @@ pub fn evaluate(
             cells.push(cell);
         }
     }
-    Ok((cells, reference.count))
+    Ok((cells, reference.count()))
 }
 
 fn open_features(path: &Path, options: &RuntimeOptions) -> Result<Decoder> {
@@ -162,16 +240,20 @@ fn open_features(path: &Path, options: &RuntimeOptions) -> Result<Decoder> {
 pub fn markdown_table(cells: &[Cell], n: usize, reference: usize) -> String {
     let mut out = format!(
         "Fréchet distance of {n} samples to {reference} held-out images (lower is better)\n\n\
-         | length | solver | NFE | FD | ms/image | weights MB | peak RSS MB | added RSS MB |\n|---:|---|---:|---:|---:|---:|---:|---:|\n"
+         | length | solver | NFE | FD | FD 95% CI | precision | recall | ms/image | weights MB | peak RSS MB | added RSS MB |\n\
+         |---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n"
     );
     let mb = |v: Option<f64>| v.map_or("–".into(), |mb| format!("{mb:.0}"));
     for c in cells {
+        let ci = c.fd_ci.map_or("–".into(), |[lo, hi]| format!("{lo:.3}–{hi:.3}"));
         out.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {:.2} | {:.1} | {} | {} |\n",
+            "| {} | {} | {} | {:.3} | {ci} | {:.3} | {:.3} | {:.2} | {:.1} | {} | {} |\n",
             c.length,
             c.solver,
             c.nfe,
             c.fd,
+            c.quality.precision,
+            c.quality.recall,
             c.ms_per_image,
             c.weight_mb,
             mb(c.peak_rss_mb),

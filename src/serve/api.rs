@@ -54,6 +54,8 @@ pub struct SampleBody {
     /// Dopri5 tolerances (default 1e-5 each).
     pub rtol: Option<f64>,
     pub atol: Option<f64>,
+    /// Dopri5's shortcut level (0 … log2 T_max; default: the flow level).
+    pub level: Option<u32>,
     /// Noise seed (odelt noise v1, as `--seed`); default 0.
     #[serde(default)]
     pub seed: u64,
@@ -103,8 +105,10 @@ impl SampleBody {
         request.noise = NoiseSource::Seed(self.seed);
         match self.solver {
             SolverName::Euler => {
-                if self.rtol.is_some() || self.atol.is_some() {
-                    return bad("`rtol`/`atol` apply to solver dopri5, not euler");
+                if self.rtol.is_some() || self.atol.is_some() || self.level.is_some() {
+                    return bad(
+                        "`rtol`/`atol`/`level` apply to solver dopri5, not euler (its level follows `steps`)",
+                    );
                 }
                 if let Some(steps) = self.steps.filter(|s| *s > limits.max_steps) {
                     return bad(format!(
@@ -141,6 +145,7 @@ impl SampleBody {
                 request.solver = SolverChoice::Dopri5(Dopri5Options {
                     rtol: self.rtol.unwrap_or(1e-5),
                     atol: self.atol.unwrap_or(1e-5),
+                    level: self.level,
                     ..Default::default()
                 });
             }

@@ -59,6 +59,9 @@ pub struct Dopri5Options {
     /// Bounds on the step-size ratio h_new / h.
     pub min_factor: f64,
     pub max_factor: f64,
+    /// Shortcut level k the model is evaluated at (0: one step … log2 T_max: the flow); `None`:
+    /// the flow level.
+    pub level: Option<u32>,
 }
 
 impl Default for Dopri5Options {
@@ -73,6 +76,7 @@ impl Default for Dopri5Options {
             beta: 0.04,
             min_factor: 0.2,
             max_factor: 10.0,
+            level: None,
         }
     }
 }
@@ -223,7 +227,7 @@ impl<T: Real> Solver<T> for Dopri5<T> {
     }
 
     fn level(&self, config: &ModelConfig) -> u32 {
-        config.flow_level()
+        self.options.level.unwrap_or(config.flow_level())
     }
 
     fn validate(&self) -> Result<()> {

@@ -1,11 +1,12 @@
 //! `odelt serve` end to end, on a real socket: concurrent requests equal their solo results
 //! (and `odelt sample`'s bytes) while sharing engine calls, bad input answered 4xx JSON with the
-//! server still serving, admission and deadline limits, graceful shutdown, and the web page in
-//! a real headless browser (Debian's chromium, driven over the DevTools protocol).
+//! server still serving, admission and deadline limits, slow clients cut off, graceful
+//! shutdown, and the web page in a real headless browser (Debian's chromium, driven over the
+//! DevTools protocol).
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Barrier};
@@ -567,6 +568,54 @@ fn full_queue_503_deadline_504_and_abandoned_work_dropped() {
     });
     let rows = metric(&server, "odelt_engine_rows_total{length=\"4\"}");
     assert!(rows < 1024.0 * 128.0, "{rows} rows ran");
+}
+
+/// Sends `head` (and nothing more) on a new connection, then reads until the server answers
+/// or closes; returns what it said and how long that took.
+fn trickle(server: &ServerProcess, head: &str) -> (String, Duration) {
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let start = Instant::now();
+    stream.write_all(head.as_bytes()).expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    (answer, start.elapsed())
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engines = tiny_export(dir.path());
+    let server = ServerProcess::start(&engines, &["--client-timeout-ms", "500"]);
+
+    // Half a request head: the connection is closed once the timeout has passed.
+    let (answer, took) = trickle(&server, "POST /v1/samples HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+
+    // A whole head, then 10 of the 100 body bytes it announced: 408 with a JSON error.
+    let head = "POST /v1/samples HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\nConnection: close\r\n\r\n{\"n\": 1, ";
+    let (answer, took) = trickle(&server, head);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("\"error\"") && answer.contains("did not arrive within 500 ms"),
+        "{answer}"
+    );
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+
+    let ok = client()
+        .post(server.url("/v1/samples"))
+        .json(&json!({ "n": 1, "length": 2, "steps": 1 }))
+        .send()
+        .expect("request");
+    assert_eq!(ok.status(), 200);
 }
 
 #[test]

@@ -100,13 +100,14 @@ fn report(args: &DemoArgs, result: &DemoResult) {
         checkpoint,
         step,
         cells,
+        quality,
         grid,
     } = result;
     let ms = |c: &Cell| c.wall.as_secs_f64() * 1e3;
     let reference = ms(&cells[0]);
     if args.json {
-        for c in cells {
-            let line = serde_json::json!({
+        for (c, q) in cells.iter().zip(quality) {
+            let mut line = serde_json::json!({
                 "length": c.length,
                 "steps": c.steps,
                 "nfe": c.nfe,
@@ -115,6 +116,12 @@ fn report(args: &DemoArgs, result: &DemoResult) {
                 "n": SAMPLES,
                 "runs": c.runs,
             });
+            if let Some(q) = q {
+                line["fd"] = q.fd.into();
+                line["fd_ci"] = serde_json::json!(q.fd_ci);
+                line["precision"] = q.precision.into();
+                line["recall"] = q.recall.into();
+            }
             println!("{line}");
         }
     } else {
@@ -124,23 +131,36 @@ fn report(args: &DemoArgs, result: &DemoResult) {
             args.seed
         );
         println!(
-            "{:>4} {:>5} {:>5} {:>10} {:>9}",
-            "l", "T", "NFE", "wall ms", "speed-up"
+            "{:>4} {:>5} {:>5} {:>10} {:>9}  {}",
+            "l", "T", "NFE", "wall ms", "speed-up", "quality (evaluated)"
         );
-        for c in cells {
+        for (c, q) in cells.iter().zip(quality) {
             println!(
-                "{:>4} {:>5} {:>5} {:>10.1} {:>8.1}×",
+                "{:>4} {:>5} {:>5} {:>10.1} {:>8.1}×  {}",
                 c.length,
                 c.steps,
                 c.nfe,
                 ms(c),
-                reference / ms(c)
+                reference / ms(c),
+                q.as_ref().map_or("–".into(), |q| format!(
+                    "{}, precision {:.2}, recall {:.2}",
+                    q.caption(),
+                    q.precision,
+                    q.recall
+                ))
             );
         }
         println!(
             "wall ms: the median of up to {} calls for the whole batch",
             crate::demo::MAX_RUNS
         );
+        if quality.iter().any(Option::is_some) {
+            println!(
+                "quality: Fréchet distance (95% bootstrap interval), precision and recall of this \
+                 checkpoint's evaluation, {}",
+                checkpoint.join(crate::demo::quality::QUALITY_FILE).display()
+            );
+        }
     }
     eprintln!("wrote {}", grid.display());
     if args.train {

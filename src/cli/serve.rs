@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// Deadline of one request from its admission, in milliseconds; past it: 504.
     #[arg(long, value_name = "MS", default_value_t = 60_000)]
     pub deadline_ms: u64,
+    /// Time a client has to send a request's head, and again its body, in milliseconds; a
+    /// slower client's connection is closed (head) or answered 408 (body).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub client_timeout_ms: u64,
     /// Execution provider: cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID].
     #[arg(long, value_name = "P", default_value = "cpu")]
     pub provider: String,
@@ -62,6 +66,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_n: args.max_n,
         max_steps: args.max_steps,
         deadline: Duration::from_millis(args.deadline_ms),
+        client_timeout: Duration::from_millis(args.client_timeout_ms),
         provider: Provider::parse(&args.provider)?,
         ort_library: args.ort_library,
         ..ServeOptions::new(args.engines)

@@ -1,5 +1,6 @@
 //! The demo figure: one cell per (length l, steps T), rows l and columns T with headers; each
-//! cell holds the same N samples in a small grid, with each sample's class label under it.
+//! cell holds the same N samples in a small grid, with each sample's class label under it and,
+//! when given, a caption under the cell (its measured quality).
 //! White background, black text in the 3×5 font of [`super::font`].
 
 use super::font;
@@ -19,6 +20,8 @@ pub const LABEL_SCALE: usize = 1;
 pub const TARGET_IMAGE_PX: usize = 56;
 /// Height of the label strip under an image: a gap and one line of text.
 const LABEL_HEIGHT: usize = GAP + font::HEIGHT * LABEL_SCALE;
+/// Height of the caption strip under a cell: a gap and one line of text.
+const CAPTION_HEIGHT: usize = 2 * GAP + font::HEIGHT * LABEL_SCALE;
 const WHITE: u8 = 255;
 const BLACK: u8 = 0;
 
@@ -33,6 +36,8 @@ pub struct Layout {
     pub per_cell: (usize, usize),
     /// One cell: (width, height).
     pub cell: (usize, usize),
+    /// Height of the caption strip under each cell (0: no captions).
+    pub caption: usize,
     /// Where the first cell starts: (x, y) = (row-header width, column-header height).
     pub origin: (usize, usize),
     /// The whole figure: (width, height).
@@ -41,8 +46,8 @@ pub struct Layout {
 
 impl Layout {
     /// `shape` = [N, C, H, W] of one cell's samples; `rows` × `columns` cells; `widest_row`
-    /// the widest row header in characters.
-    pub fn new(shape: [usize; 4], rows: usize, columns: usize, widest_row: usize) -> Self {
+    /// the widest row header in characters; `captioned`: a caption line under every cell.
+    pub fn new(shape: [usize; 4], rows: usize, columns: usize, widest_row: usize, captioned: bool) -> Self {
         let [n, _, h, w] = shape;
         let scale = (TARGET_IMAGE_PX / h.max(w).max(1)).max(1);
         let image = (w * scale, h * scale);
@@ -52,18 +57,20 @@ impl Layout {
             per_cell.0 * image.0 + (per_cell.0 - 1) * GAP,
             per_cell.1 * (image.1 + LABEL_HEIGHT) + (per_cell.1 - 1) * GAP,
         );
+        let caption = if captioned { CAPTION_HEIGHT } else { 0 };
         let row_header = font::text_width(&"0".repeat(widest_row), HEADER_SCALE);
         let origin = (PAD + row_header + PAD, PAD + font::HEIGHT * HEADER_SCALE + PAD);
         let span = |count: usize, each: usize| count * each + count.saturating_sub(1) * CELL_GAP;
         let size = (
             origin.0 + span(columns, cell.0) + PAD,
-            origin.1 + span(rows, cell.1) + PAD,
+            origin.1 + span(rows, cell.1 + caption) + PAD,
         );
         Self {
             scale,
             image,
             per_cell,
             cell,
+            caption,
             origin,
             size,
         }
@@ -73,7 +80,7 @@ impl Layout {
     fn cell_at(&self, row: usize, column: usize) -> (usize, usize) {
         (
             self.origin.0 + column * (self.cell.0 + CELL_GAP),
-            self.origin.1 + row * (self.cell.1 + CELL_GAP),
+            self.origin.1 + row * (self.cell.1 + self.caption + CELL_GAP),
         )
     }
 
@@ -98,6 +105,8 @@ pub struct Figure<'a> {
     pub shape: [usize; 4],
     /// Row-major: `cells[row * columns + column]`, N·C·H·W values each.
     pub cells: Vec<&'a [f32]>,
+    /// One line under each cell, in the order of `cells`; empty: none.
+    pub captions: Vec<String>,
 }
 
 impl Figure<'_> {
@@ -113,6 +122,7 @@ impl Figure<'_> {
             self.row_headers.len(),
             self.column_headers.len(),
             widest,
+            !self.captions.is_empty(),
         )
     }
 
@@ -165,6 +175,15 @@ impl Figure<'_> {
             }
         }
         let columns = self.column_headers.len();
+        for (index, caption) in self.captions.iter().enumerate() {
+            let (cx, cy) = layout.cell_at(index / columns, index % columns);
+            let indent = layout
+                .cell
+                .0
+                .saturating_sub(font::text_width(caption, LABEL_SCALE))
+                / 2;
+            text(caption, cx + indent, cy + layout.cell.1 + 2 * GAP, LABEL_SCALE);
+        }
         for (index, data) in self.cells.iter().enumerate() {
             let (cx, cy) = layout.cell_at(index / columns, index % columns);
             for i in 0..n {
@@ -196,12 +215,15 @@ mod tests {
     #[test]
     fn fashion_mnist_layout() {
         // 10 samples of 28×28 in 2 rows of 5, magnified ×2; 3 × 3 cells; headers like "l=12".
-        let l = Layout::new([10, 1, 28, 28], 3, 3, 4);
+        let l = Layout::new([10, 1, 28, 28], 3, 3, 4, false);
         assert_eq!(l.scale, 2);
         assert_eq!(l.per_cell, (5, 2));
         assert_eq!(l.cell, (5 * 56 + 4 * 2, 2 * (56 + 7) + 2));
         assert_eq!(l.origin, (8 + 30 + 8, 8 + 10 + 8));
         assert_eq!(l.size, (46 + 3 * 288 + 2 * 12 + 8, 26 + 3 * 128 + 2 * 12 + 8));
+        // Captions add a strip of a line and two gaps under every row of cells.
+        let c = Layout::new([10, 1, 28, 28], 3, 3, 4, true);
+        assert_eq!(c.size.1, l.size.1 + 3 * (5 + 2 * 2));
     }
 
     #[test]
@@ -214,6 +236,7 @@ mod tests {
             labels: vec!["0".into(), "1".into()],
             shape: [2, 1, 1, 1],
             cells: vec![&data],
+            captions: vec!["FD 1.0".into()],
         };
         let layout = figure.layout();
         let (pixels, width, height) = figure.render();
@@ -226,6 +249,12 @@ mod tests {
         // The label "0" is drawn centred under the first sample: its top row is lit.
         let label_y = y0 + 56 + GAP;
         assert!((x0..x0 + 56).any(|x| at(x, label_y) == 0), "label drawn");
+        // The caption's top row under the cell.
+        let caption_y = y0 + layout.cell.1 + 2 * GAP;
+        assert!(
+            (x0..x0 + layout.cell.0).any(|x| at(x, caption_y) == 0),
+            "caption drawn"
+        );
         // Column header "T=1" above the cell, row header "l=1" left of it.
         assert!((x0..x0 + layout.cell.0).any(|x| at(x, PAD) == 0));
         assert!(

@@ -1,12 +1,13 @@
 //! A 3×5 bitmap font for the few characters the demo figure writes: digits, the headers
-//! (`l=12`, `T=128`) and Fashion-MNIST's class names in capitals.
+//! (`l=12`, `T=128`), Fashion-MNIST's class names in capitals and the cells' quality captions
+//! (`FD 1.59 (1.52-1.66)`).
 
 /// Glyph width and height in font pixels; one blank column separates characters.
 pub const WIDTH: usize = 3;
 pub const HEIGHT: usize = 5;
 
 /// Rows top to bottom, three bits each, the most significant bit on the left.
-const GLYPHS: [(char, u16); 36] = [
+const GLYPHS: [(char, u16); 40] = [
     ('0', 0b111_101_101_101_111),
     ('1', 0b010_110_010_010_111),
     ('2', 0b111_001_111_100_111),
@@ -22,11 +23,13 @@ const GLYPHS: [(char, u16); 36] = [
     ('C', 0b011_100_100_100_011),
     ('D', 0b110_101_101_101_110),
     ('E', 0b111_100_110_100_111),
+    ('F', 0b111_100_110_100_100),
     ('G', 0b011_100_101_101_011),
     ('H', 0b101_101_111_101_101),
     ('I', 0b111_010_010_010_111),
     ('K', 0b101_101_110_101_101),
     ('L', 0b100_100_100_100_111),
+    ('M', 0b101_111_111_101_101),
     ('N', 0b110_101_101_101_101),
     ('O', 0b010_101_101_101_010),
     ('P', 0b110_101_110_100_100),
@@ -41,6 +44,8 @@ const GLYPHS: [(char, u16); 36] = [
     ('-', 0b000_000_111_000_000),
     ('/', 0b001_001_010_100_100),
     ('.', 0b000_000_000_000_010),
+    ('(', 0b001_010_010_010_001),
+    (')', 0b100_010_010_010_100),
     ('?', 0b111_001_010_000_010),
     (' ', 0),
 ];

@@ -11,6 +11,7 @@ use odelt_format::CheckpointMeta;
 use odelt_runtime::{Runtime, RuntimeOptions};
 
 use super::figure::Figure;
+use super::quality::{self, Quality};
 use super::{
     columns, export_matches, label_text, labels, lengths_without_engine, measure, rows, warm_up, Cell,
 };
@@ -64,6 +65,8 @@ pub struct DemoResult {
     pub checkpoint: PathBuf,
     pub step: u64,
     pub cells: Vec<Cell>,
+    /// Each cell's measured quality, from the checkpoint's evaluation (`quality::QUALITY_FILE`).
+    pub quality: Vec<Option<Quality>>,
     pub grid: PathBuf,
 }
 
@@ -120,6 +123,19 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
     }
     progress(DemoEvent::End);
 
+    let evaluated = quality::read(&checkpoint)?;
+    let quality: Vec<Option<Quality>> = cells
+        .iter()
+        .map(|c| quality::find(&evaluated, c.length, c.steps).cloned())
+        .collect();
+    let captions = if quality.iter().any(Option::is_some) {
+        quality
+            .iter()
+            .map(|q| q.as_ref().map(Quality::caption).unwrap_or_default())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let figure = Figure {
         row_headers: rows.iter().map(|l| format!("l={l}")).collect(),
         column_headers: columns.iter().map(|t| format!("T={t}")).collect(),
@@ -131,6 +147,7 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
             model.input_size as usize,
         ],
         cells: cells.iter().map(|c| c.data.as_slice()).collect(),
+        captions,
     };
     let grid = options.out.join("grid.png");
     write_atomic(&grid, &figure.png()?)?;
@@ -138,6 +155,7 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
         checkpoint,
         step: meta.step,
         cells,
+        quality,
         grid,
     })
 }

@@ -6,6 +6,7 @@
 pub mod figure;
 mod font;
 pub mod job;
+pub mod quality;
 
 use std::path::Path;
 use std::time::Duration;

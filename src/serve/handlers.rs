@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -58,13 +57,35 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
     response
 }
 
+/// A request body read within the client timeout: a client that trickles its body would
+/// otherwise hold a task and a connection for as long as it likes.
+struct TimedBody(Bytes);
+
+impl FromRequest<Arc<AppState>> for TimedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let timeout = state.limits.client_timeout;
+        match tokio::time::timeout(timeout, Bytes::from_request(request, state)).await {
+            Ok(body) => Ok(Self(body?)),
+            Err(_) => Err(ApiError::Rejected(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        }
+    }
+}
+
 /// `POST /v1/samples`.
 async fn samples(
     State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
+    TimedBody(body): TimedBody,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let body = SampleBody::parse(&body?)?;
+    let body = SampleBody::parse(&body)?;
     let plan = body.plan(&state.runtime, &state.limits)?;
     let admission = state.admit()?;
     let samples = state.sample(plan.request, plan.length, admission).await?;

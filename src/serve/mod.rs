@@ -15,6 +15,7 @@ pub mod api;
 mod batcher;
 mod error;
 mod handlers;
+mod http;
 mod metrics;
 mod state;
 
@@ -58,6 +59,9 @@ pub struct ServeOptions {
     pub deadline: Duration,
     /// Largest request body in bytes.
     pub body_limit: usize,
+    /// Time a client has to send a request's head, and again its body: a client that trickles
+    /// bytes would otherwise hold a connection (and its body a task) for as long as it likes.
+    pub client_timeout: Duration,
     pub provider: Provider,
     pub ort_library: Option<PathBuf>,
 }
@@ -76,6 +80,7 @@ impl ServeOptions {
             max_steps: 1024,
             deadline: Duration::from_secs(60),
             body_limit: 64 * 1024,
+            client_timeout: Duration::from_secs(10),
             provider: Provider::Cpu,
             ort_library: None,
         }
@@ -148,6 +153,7 @@ impl Server {
             max_queue: options.max_queue,
             max_batch: options.max_batch,
             body_limit: options.body_limit,
+            client_timeout: options.client_timeout,
         };
         let state = Arc::new(AppState::new(runtime, queues, metrics, limits));
         tracing::info!(
@@ -180,15 +186,15 @@ impl Server {
         } = self;
         let app = handlers::router(state.clone());
         let draining = state.clone();
+        let header_timeout = state.limits.client_timeout;
         tokio.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).context("socket")?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown_signal().await;
-                    draining.start_draining();
-                })
-                .await
-                .context("serving HTTP")
+            let shutdown = async move {
+                shutdown_signal().await;
+                draining.start_draining();
+            };
+            http::serve(listener, app, header_timeout, shutdown).await;
+            anyhow::Ok(())
         })?;
         let report = state.report();
         drop(state);

@@ -22,6 +22,7 @@ pub struct Limits {
     pub max_queue: usize,
     pub max_batch: usize,
     pub body_limit: usize,
+    pub client_timeout: Duration,
 }
 
 /// Everything the handlers share, behind one `Arc`.

@@ -16,9 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{odelt, ok};
+use common::{odelt, odelt_words, ok, words};
 use odelt_format::ModelConfig;
-use odelt_runtime::{GuidanceMode, Labels, RemoteOptions, Runtime, RuntimeOptions, SampleRequest, SolverChoice};
+use odelt_runtime::{
+    GuidanceMode, Labels, RemoteOptions, Runtime, RuntimeOptions, SampleRequest, SolverChoice,
+};
 
 fn kserve_python() -> PathBuf {
     let python = std::env::var_os("ODELT_KSERVE_PYTHON").map(PathBuf::from);
@@ -43,12 +45,24 @@ fn export(dir: &Path, cfg: &ModelConfig, name: &str) -> PathBuf {
     let ckpt = dir.join(format!("{name}-ckpt"));
     odelt_export::testing::write_random_checkpoint(&ckpt, cfg, 7).expect("checkpoint");
     let engines = dir.join(name);
-    ok(odelt(&["export", "--checkpoint", text(&ckpt), "--out", text(&engines)]));
+    ok(odelt(&[
+        "export",
+        "--checkpoint",
+        text(&ckpt),
+        "--out",
+        text(&engines),
+    ]));
     engines
 }
 
 fn triton(engines: &Path, repo: &Path, extra: &[&str]) -> Output {
-    odelt(&[&["triton", "--engines", text(engines), "--out", text(repo)], extra].concat())
+    odelt(
+        &[
+            &["triton", "--engines", text(engines), "--out", text(repo)],
+            extra,
+        ]
+        .concat(),
+    )
 }
 
 /// `scripts/check_triton_repository.py REPO`: one JSON object per model.
@@ -84,7 +98,12 @@ impl KServe {
         let child = Command::new(kserve_python())
             .arg(script("kserve_onnx_server.py"))
             .args(["--repository", text(repo), "--host", "127.0.0.1"])
-            .args(["--grpc-port", &grpc_port.to_string(), "--http-port", &http_port.to_string()])
+            .args([
+                "--grpc-port",
+                &grpc_port.to_string(),
+                "--http-port",
+                &http_port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -99,7 +118,10 @@ impl KServe {
             if http_ready && TcpStream::connect(("127.0.0.1", grpc_port)).is_ok() {
                 return server;
             }
-            assert!(Instant::now() < deadline, "the kserve server did not get ready in 90 s");
+            assert!(
+                Instant::now() < deadline,
+                "the kserve server did not get ready in 90 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -139,13 +161,15 @@ fn assert_close(remote: &[f32], local: &[f32], what: &str) {
         .iter()
         .zip(local)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(worst <= 1e-5 * scale, "{what}: max difference {worst} (scale {scale})");
+    assert!(
+        worst <= 1e-5 * scale,
+        "{what}: max difference {worst} (scale {scale})"
+    );
 }
 
 fn remote_options(server: &KServe, timeout_ms: u64) -> RuntimeOptions {
-    RuntimeOptions::default().with_remote(
-        RemoteOptions::new(server.endpoint()).with_timeout(Duration::from_millis(timeout_ms)),
-    )
+    RuntimeOptions::default()
+        .with_remote(RemoteOptions::new(server.endpoint()).with_timeout(Duration::from_millis(timeout_ms)))
 }
 
 #[test]
@@ -157,12 +181,18 @@ fn repository_configs_parse_with_tritons_schema_and_agree_with_the_graphs() {
     let line = ok(triton(&engines, &cpu, &["--max-batch", "8", "--instances", "2"]));
     assert!(line.contains("odelt_l2, odelt_l4"), "{line}");
     let models = check_repository(&cpu).expect("the CPU repository checks");
-    let names: Vec<&str> = models.iter().map(|m| m["model"].as_str().expect("name")).collect();
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["model"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["odelt_l2", "odelt_l4"]);
     for m in &models {
         assert_eq!(m["platform"], "onnxruntime_onnx");
         assert_eq!(m["max_batch_size"], 8);
-        assert_eq!(m["instances"], serde_json::json!([{"count": 2, "kind": "KIND_CPU"}]));
+        assert_eq!(
+            m["instances"],
+            serde_json::json!([{"count": 2, "kind": "KIND_CPU"}])
+        );
         assert_eq!(m["preferred_batch_size"], serde_json::json!([2, 4, 8]));
         assert_eq!(m["warmup"], serde_json::json!([1, 8]));
         assert_eq!(m["accelerators"], serde_json::json!([]));
@@ -186,10 +216,17 @@ fn repository_configs_parse_with_tritons_schema_and_agree_with_the_graphs() {
         assert_eq!(m["accelerators"], serde_json::json!(["tensorrt"]));
     }
     let config = std::fs::read_to_string(gpu.join("odelt_l4/config.pbtxt")).expect("config");
-    assert!(config.contains(r#"key: "precision_mode" value: "FP16""#), "{config}");
+    assert!(
+        config.contains(r#"key: "precision_mode" value: "FP16""#),
+        "{config}"
+    );
 
     let plans = dir.path().join("repo-tensorrt");
-    ok(triton(&engines, &plans, &["--backend", "tensorrt", "--kind", "gpu"]));
+    ok(triton(
+        &engines,
+        &plans,
+        &["--backend", "tensorrt", "--kind", "gpu"],
+    ));
     for m in check_repository(&plans).expect("the TensorRT repository checks") {
         assert_eq!(m["platform"], "tensorrt_plan");
     }
@@ -203,8 +240,8 @@ fn repository_configs_parse_with_tritons_schema_and_agree_with_the_graphs() {
     let err = check_repository(&cpu).expect_err("a wrong shape is found");
     assert!(err.contains("odelt_l4: input 'x'"), "{err}");
     // ...and an unknown field is refused by Triton's schema.
-    let unknown = std::fs::read_to_string(gpu.join("odelt_l2/config.pbtxt")).expect("config")
-        + "max_batch_sise: 3\n";
+    let unknown =
+        std::fs::read_to_string(gpu.join("odelt_l2/config.pbtxt")).expect("config") + "max_batch_sise: 3\n";
     std::fs::write(gpu.join("odelt_l2/config.pbtxt"), unknown).expect("write");
     let err = check_repository(&gpu).expect_err("an unknown field is refused");
     assert!(err.contains("not a Triton model config"), "{err}");
@@ -221,7 +258,12 @@ fn repository_is_written_whole_or_not_at_all() {
     // A graph that disappears fails the second model's copy: the earlier repository stays whole.
     std::fs::remove_file(engines.join("model_l4.onnx")).expect("remove");
     let out = triton(&engines, &repo, &["--max-batch", "4"]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("model_l4.onnx"), "{stderr}");
@@ -241,20 +283,32 @@ fn repository_is_written_whole_or_not_at_all() {
     std::fs::create_dir(&other).expect("mkdir");
     std::fs::write(other.join("notes.txt"), "mine").expect("write");
     for (out, needle) in [
-        (triton(&engines, &other, &[]), "not a repository written by `odelt triton`"),
+        (
+            triton(&engines, &other, &[]),
+            "not a repository written by `odelt triton`",
+        ),
         (
             triton(&engines, &dir.path().join("new"), &["--backend", "tensorrt"]),
             "--kind gpu",
         ),
-        (triton(&engines, &dir.path().join("new"), &["--fp16"]), "--kind gpu"),
-        (triton(&engines, &dir.path().join("new"), &["--max-batch", "0"]), "--max-batch"),
+        (
+            triton(&engines, &dir.path().join("new"), &["--fp16"]),
+            "--kind gpu",
+        ),
+        (
+            triton(&engines, &dir.path().join("new"), &["--max-batch", "0"]),
+            "--max-batch",
+        ),
     ] {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(needle) && stderr.lines().count() == 1, "{stderr}");
     }
     assert!(!dir.path().join("new").exists());
-    assert_eq!(std::fs::read_to_string(other.join("notes.txt")).expect("kept"), "mine");
+    assert_eq!(
+        std::fs::read_to_string(other.join("notes.txt")).expect("kept"),
+        "mine"
+    );
 }
 
 #[test]
@@ -293,11 +347,11 @@ fn remote_sampling_equals_local_and_fails_clearly_when_the_server_goes() {
 
     // The CLI: `odelt sample --remote` writes what the local command writes.
     let sample = |extra: &[&str], npy: &Path| {
-        let base = [
-            "sample", "--engines", text(&engines), "--length", "4", "--solver", "euler", "--steps", "8",
-            "--n", "4", "--seed", "5", "--class", "3", "--npy", text(npy),
-        ];
-        odelt(&[&base[..], extra].concat())
+        let paths = [&["--engines", text(&engines), "--npy", text(npy)], extra].concat();
+        odelt_words(
+            "sample --length 4 --solver euler --steps 8 --n 4 --seed 5 --class 3",
+            &paths,
+        )
     };
     let endpoint = server.endpoint();
     ok(sample(&["--remote", &endpoint], &dir.path().join("remote.npy")));
@@ -315,71 +369,101 @@ fn remote_sampling_equals_local_and_fails_clearly_when_the_server_goes() {
     let mut rgb = ModelConfig::tiny();
     rgb.in_channels = 3;
     let rgb_engines = export(dir.path(), &rgb, "rgb");
-    let out = odelt(&[
-        "sample", "--engines", text(&rgb_engines), "--length", "2", "--solver", "euler", "--steps", "1",
-        "--n", "1", "--remote", &endpoint,
-    ]);
+    let out = odelt_words(
+        "sample --length 2 --solver euler --steps 1 --n 1",
+        &["--engines", text(&rgb_engines), "--remote", &endpoint],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("odelt_l2: input 'x' shape is [-1, 1, 8, 8] on the server, the manifest needs [-1, 3, 8, 8]"),
+        stderr.contains(
+            "odelt_l2: input 'x' shape is [-1, 1, 8, 8] on the server, the manifest needs [-1, 3, 8, 8]"
+        ),
         "{stderr}"
     );
 
     // Frozen mid-solve (SIGSTOP): the call times out, one line, exit 1, within the timeout.
     let long_solve = |timeout_ms: &str| {
         Command::new(env!("CARGO_BIN_EXE_odelt"))
-            .args(["sample", "--engines", text(&engines), "--length", "4", "--solver", "euler"])
-            .args(["--steps", "100000", "--n", "1", "--remote", &endpoint])
+            .args(words("sample --length 4 --solver euler --steps 100000 --n 1"))
+            .args(["--engines", text(&engines)])
+            .args(["--remote", &endpoint])
             .args(["--remote-timeout-ms", timeout_ms, "--remote-retries", "2"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start odelt sample")
     };
-    let solve = long_solve("1500");
-    std::thread::sleep(Duration::from_millis(1500));
-    server.signal("-STOP");
-    let stopped = Instant::now();
-    let out = solve.wait_with_output().expect("wait");
-    let took = stopped.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = fails_soon_after(
+        long_solve("1500"),
+        || server.signal("-STOP"),
+        &endpoint,
+        "timed out",
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&endpoint) && stderr.contains("timed out"), "{stderr}");
-    assert!(took < Duration::from_secs(5), "{took:?}: {stderr}");
     server.signal("-CONT");
 
-    // Killed mid-solve: retries find nobody, one line, exit 1, well within the timeout.
-    let solve = long_solve("20000");
-    std::thread::sleep(Duration::from_millis(1500));
-    server.kill();
-    let killed = Instant::now();
-    let out = solve.wait_with_output().expect("wait");
-    let took = killed.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    // The retries are logged (warn); the error is the one last line.
-    let error = stderr.lines().last().unwrap_or_default();
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
-    assert!(error.contains(&endpoint) && error.contains("server unavailable"), "{stderr}");
+    // Killed mid-solve: retries find nobody, one line, exit 1, well within the timeout. The
+    // retries are logged (warn) before it.
+    let stderr = fails_soon_after(
+        long_solve("20000"),
+        || server.kill(),
+        &endpoint,
+        "server unavailable",
+    );
     assert!(stderr.contains("retry 2 of 2"), "{stderr}");
-    assert!(took < Duration::from_secs(5), "{took:?}: {stderr}");
     // The runtime opened before the kill fails the same way...
     let err = remote.sample(&requests[0]).expect_err("server gone");
-    assert!(!err.is_input() && err.to_string().contains("server unavailable"), "{err}");
+    assert!(
+        !err.is_input() && err.to_string().contains("server unavailable"),
+        "{err}"
+    );
 
     // ...and its next call after a restart on the same port succeeds (the connection is made
     // again), with the same samples.
     let _server = KServe::start(&repo, port);
     let again = remote.sample(&requests[0]).expect("after the restart");
-    assert_close(&again.data, &local.sample(&requests[0]).expect("local").data, "after restart");
+    assert_close(
+        &again.data,
+        &local.sample(&requests[0]).expect("local").data,
+        "after restart",
+    );
+}
+
+/// Lets `solve` (an `odelt sample --remote` in progress) run 1.5 s, then does `stop` to its
+/// server: the solve must end within 5 s with exit 1 and one error line, the last, naming the
+/// endpoint and `what`. Returns its stderr.
+fn fails_soon_after(solve: Child, stop: impl FnOnce(), endpoint: &str, what: &str) -> String {
+    std::thread::sleep(Duration::from_millis(1500));
+    stop();
+    let stopped = Instant::now();
+    let out = solve.wait_with_output().expect("wait");
+    let took = stopped.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert_eq!(stderr.lines().last(), Some(errors[0]), "{stderr}");
+    assert!(
+        errors[0].contains(endpoint) && errors[0].contains(what),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}: {stderr}");
+    stderr
 }
 
 /// `odelt serve --remote ENDPOINT` on a free port: POST /v1/samples as `odelt sample` above.
 fn serve_answers_like_local(engines: &Path, endpoint: &str, local: &[f32]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_odelt"))
-        .args(["serve", "--engines", text(engines), "--port", "0", "--remote", endpoint])
+        .args([
+            "serve",
+            "--engines",
+            text(engines),
+            "--port",
+            "0",
+            "--remote",
+            endpoint,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -151,7 +151,11 @@ pub fn write_repository(engines: &Path, out: &Path, options: &TritonOptions) -> 
         .map_err(|e| Error::InvalidArgument(format!("describing the repository: {e}")))?;
     write(&staged.path().join(REPOSITORY_FILE), &marker)?;
     staged.commit()?;
-    tracing::info!("wrote {} Triton model(s) to {}", repository.models.len(), out.display());
+    tracing::info!(
+        "wrote {} Triton model(s) to {}",
+        repository.models.len(),
+        out.display()
+    );
     Ok(repository)
 }
 
@@ -176,11 +180,7 @@ fn check_output(out: &Path) -> Result<()> {
     if !out.exists() {
         return Ok(());
     }
-    let empty = out.is_dir()
-        && std::fs::read_dir(out)
-            .map_err(Error::io(out))?
-            .next()
-            .is_none();
+    let empty = out.is_dir() && std::fs::read_dir(out).map_err(Error::io(out))?.next().is_none();
     if empty || out.join(REPOSITORY_FILE).is_file() {
         return Ok(());
     }
@@ -299,11 +299,7 @@ fn model_config(manifest: &Manifest, entry: &LengthEntry, options: &TritonOption
     let _ = writeln!(
         s,
         "# odelt length {}: first {} blocks of {} (step {}), content hash {}. Written by `odelt triton`.",
-        entry.length,
-        entry.length,
-        manifest.source.checkpoint,
-        manifest.source.step,
-        entry.content_hash
+        entry.length, entry.length, manifest.source.checkpoint, manifest.source.step, entry.content_hash
     );
     let _ = writeln!(s, "name: \"{}\"", model_name(entry.length));
     let platform = match options.backend {

@@ -20,8 +20,8 @@
 pub mod decoder;
 pub mod engine;
 pub mod error;
-pub mod length_engine;
 pub mod ffi;
+pub mod length_engine;
 pub mod memory;
 pub mod noise;
 mod options;

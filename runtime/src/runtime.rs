@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use ort::environment::Environment;
 
 use crate::engine::Engine;
-use crate::length_engine::LengthEngine;
 use crate::error::{invalid, Error, Result};
+use crate::length_engine::LengthEngine;
 use crate::options::RuntimeOptions;
 use crate::ortlib;
 use crate::remote::RemoteClient;
@@ -140,7 +140,10 @@ impl Runtime {
             return invalid!(
                 "{}: this runtime's engines run on {}; there is no local engine",
                 self.dir.display(),
-                self.options.remote.as_ref().map_or("a server", |r| r.endpoint.as_str())
+                self.options
+                    .remote
+                    .as_ref()
+                    .map_or("a server", |r| r.endpoint.as_str())
             );
         };
         let mut engines = self

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use odelt_format::ModelConfig;
 
-use crate::length_engine::LengthEngine;
 use crate::error::{invalid, Error, Result};
+use crate::length_engine::LengthEngine;
 use crate::noise;
 use crate::solver::{self, Dopri5, Dopri5Options, Euler, SolveStats, Solver, VectorField};
 

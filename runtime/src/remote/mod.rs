@@ -16,8 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use odelt_format::manifest::Manifest;
 use http::uri::PathAndQuery;
+use odelt_format::manifest::Manifest;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -230,7 +230,10 @@ impl RemoteClient {
         };
         let ready: ServerReadyResponse = client.call(SERVER_READY, ServerReadyRequest {}, "ServerReady")?;
         if !ready.ready {
-            return Err(Error::Remote(format!("{}: the server is not ready", options.endpoint)));
+            return Err(Error::Remote(format!(
+                "{}: the server is not ready",
+                options.endpoint
+            )));
         }
         for entry in &manifest.lengths {
             let ranks = client.check_model(entry.length)?;
@@ -342,10 +345,17 @@ fn check_metadata(meta: &ModelMetadataResponse, image: [i64; 3]) -> std::result:
     };
     expect("input", &meta.inputs, "x", "FP32", &[&full])?;
     let mut ranks = [0; 3];
-    for (slot, (name, datatype)) in [("t", "FP32"), ("k", "FP32"), ("y", "INT64")].into_iter().enumerate() {
+    for (slot, (name, datatype)) in [("t", "FP32"), ("k", "FP32"), ("y", "INT64")]
+        .into_iter()
+        .enumerate()
+    {
         ranks[slot] = expect("input", &meta.inputs, name, datatype, &[&[-1, 1], &[-1]])?;
     }
-    if let Some(extra) = meta.inputs.iter().find(|t| !["x", "t", "k", "y"].contains(&t.name.as_str())) {
+    if let Some(extra) = meta
+        .inputs
+        .iter()
+        .find(|t| !["x", "t", "k", "y"].contains(&t.name.as_str()))
+    {
         return Err(format!(
             "the server's model has an input '{}' that odelt does not send",
             extra.name
@@ -478,10 +488,23 @@ mod tests {
 
     #[test]
     fn endpoints_are_grpc_host_port() {
-        assert_eq!(endpoint_uri("grpc://127.0.0.1:8001").unwrap(), "http://127.0.0.1:8001");
-        assert_eq!(endpoint_uri("grpc://triton.example:8001/").unwrap(), "http://triton.example:8001");
-        for bad in ["http://h:1", "grpc://h", "grpc://:80", "grpc://h:x", "h:8001", "grpcs://h:1"] {
-            let err = endpoint_uri(bad).unwrap_err();
+        assert_eq!(
+            endpoint_uri("grpc://127.0.0.1:8001").expect("valid"),
+            "http://127.0.0.1:8001"
+        );
+        assert_eq!(
+            endpoint_uri("grpc://triton.example:8001/").expect("valid"),
+            "http://triton.example:8001"
+        );
+        for bad in [
+            "http://h:1",
+            "grpc://h",
+            "grpc://:80",
+            "grpc://h:x",
+            "h:8001",
+            "grpcs://h:1",
+        ] {
+            let err = endpoint_uri(bad).expect_err("refused");
             assert!(err.is_input() && err.to_string().contains(bad), "{err}");
         }
     }
@@ -511,15 +534,15 @@ mod tests {
     #[test]
     fn metadata_mismatches_name_the_field() {
         assert_eq!(check_metadata(&triton_metadata(), [1, 8, 8]), Ok([2, 2, 2]));
-        let err = check_metadata(&triton_metadata(), [3, 8, 8]).unwrap_err();
+        let err = check_metadata(&triton_metadata(), [3, 8, 8]).expect_err("mismatch");
         assert!(err.starts_with("input 'x' shape is [-1, 1, 8, 8]"), "{err}");
         let mut meta = triton_metadata();
         meta.inputs[3].datatype = "INT32".into();
-        let err = check_metadata(&meta, [1, 8, 8]).unwrap_err();
+        let err = check_metadata(&meta, [1, 8, 8]).expect_err("mismatch");
         assert!(err.starts_with("input 'y' datatype is INT32"), "{err}");
         let mut meta = triton_metadata();
         meta.outputs[0].name = "out".into();
-        let err = check_metadata(&meta, [1, 8, 8]).unwrap_err();
+        let err = check_metadata(&meta, [1, 8, 8]).expect_err("mismatch");
         assert!(err.contains("no output 'v'"), "{err}");
     }
 }

@@ -500,5 +500,20 @@ fn serve_answers_like_local(engines: &Path, endpoint: &str, local: &[f32]) {
         .map(|v| v.as_f64().expect("number") as f32)
         .collect();
     assert_close(&data, local, "odelt serve --remote");
-    drop(child);
+
+    // SIGTERM: a clean stop (the remote client is dropped off the async threads' way).
+    let mut child = child;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    assert!(term.is_ok_and(|s| s.success()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "odelt serve did not stop in 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
 }

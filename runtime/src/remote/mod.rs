@@ -155,7 +155,9 @@ fn describe(status: &Status) -> String {
 /// A v2 inference server holding one model per exported length.
 pub(crate) struct RemoteClient {
     connection: Connection,
-    tokio: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see `Drop`).
+    tokio: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
     /// Image shape [C, H, W] and floats per image.
     image: [i64; 3],
     numel: usize,
@@ -212,6 +214,7 @@ impl RemoteClient {
             let _guard = tokio.enter();
             endpoint.connect_lazy()
         };
+        let handle = tokio.handle().clone();
         let model = &manifest.model;
         let mut client = Self {
             connection: Connection {
@@ -219,7 +222,8 @@ impl RemoteClient {
                 channel,
                 options: options.clone(),
             },
-            tokio,
+            tokio: Some(tokio),
+            handle,
             image: [
                 model.in_channels as i64,
                 model.input_size as i64,
@@ -250,7 +254,7 @@ impl RemoteClient {
     /// Runs `future` on the client's runtime and waits for it on this thread.
     fn block<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> Result<T> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        self.tokio.spawn(async move {
+        self.handle.spawn(async move {
             let _ = sender.send(future.await);
         });
         receiver
@@ -312,6 +316,16 @@ impl RemoteClient {
             name: model_name(length),
             scalar_ranks,
         }))
+    }
+}
+
+impl Drop for RemoteClient {
+    /// Without blocking: the last `Runtime` may go away on an async thread (e.g. `odelt serve`
+    /// shutting down), where dropping a tokio runtime the usual way panics.
+    fn drop(&mut self) {
+        if let Some(tokio) = self.tokio.take() {
+            tokio.shutdown_background();
+        }
     }
 }
 

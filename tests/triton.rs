@@ -484,6 +484,10 @@ fn serve_answers_like_local(engines: &Path, endpoint: &str, local: &[f32]) {
         .strip_prefix("odelt serve: listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .to_string();
+    let models: serde_json::Value = reqwest::blocking::get(format!("{base}/v1/models"))
+        .and_then(|r| r.json())
+        .expect("GET /v1/models");
+    assert_eq!(models["remote"], endpoint);
     let answer = reqwest::blocking::Client::new()
         .post(format!("{base}/v1/samples"))
         .json(&serde_json::json!({

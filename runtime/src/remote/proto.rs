@@ -1,7 +1,8 @@
 //! The KServe v2 inference protocol's gRPC messages (`inference.GRPCInferenceService`, as in
 //! kserve's `grpc_predict_v2.proto` and Triton's `grpc_service.proto`), derived with prost by
 //! hand: only the fields odelt sends or reads, with the protocol's field numbers. Fields left
-//! out (parameters, typed contents other than fp32) are skipped when decoding.
+//! out (parameters, typed contents other than fp32) are skipped when decoding. Messages with
+//! the same fields share one Rust type.
 
 /// The service's methods.
 pub const SERVER_READY: &str = "/inference.GRPCInferenceService/ServerReady";
@@ -26,19 +27,11 @@ pub struct ModelReadyRequest {
     pub version: String,
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ModelReadyResponse {
-    #[prost(bool, tag = "1")]
-    pub ready: bool,
-}
+/// The same fields as `ServerReadyResponse`.
+pub type ModelReadyResponse = ServerReadyResponse;
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ModelMetadataRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub version: String,
-}
+/// The same fields as `ModelReadyRequest`.
+pub type ModelMetadataRequest = ModelReadyRequest;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ModelMetadataResponse {
@@ -83,15 +76,9 @@ pub struct ModelInferRequest {
     pub raw_input_contents: Vec<Vec<u8>>,
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct InferInputTensor {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub datatype: String,
-    #[prost(int64, repeated, tag = "3")]
-    pub shape: Vec<i64>,
-}
+/// `ModelInferRequest.InferInputTensor`: name, datatype and shape, as `TensorMetadata` (the
+/// tensor's contents travel in `raw_input_contents`).
+pub type InferInputTensor = TensorMetadata;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct InferRequestedOutputTensor {

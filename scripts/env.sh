@@ -14,6 +14,10 @@ if [ -f "$_odelt_train/.odelt-complete" ]; then
 else
   _odelt_site="$(ls -d "$_odelt_ort"/lib/python3*/site-packages 2>/dev/null | head -1)"
 fi
+# The v2 model server venv (setup.sh --kserve) that tests/triton.rs starts.
+if [ -f "$_odelt_cache/venv-kserve0.21.0-ort1.31.1/.odelt-complete" ]; then
+  export ODELT_KSERVE_PYTHON="$_odelt_cache/venv-kserve0.21.0-ort1.31.1/bin/python"
+fi
 ORT_DYLIB_PATH="$(ls "$_odelt_site"/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1)"
 export ORT_DYLIB_PATH
 unset _odelt_cache _odelt_train _odelt_ort _odelt_site

@@ -8,6 +8,8 @@
 #                              onnx, numpy; ~5 GB) and the dataset
 #   scripts/setup.sh --browser also the Debian package chromium (the headless browser that
 #                              tests/serve.rs drives to test `odelt serve`'s web page)
+#   scripts/setup.sh --kserve  also a venv with the kserve model server, onnxruntime and Triton's
+#                              client (model_config_pb2), for tests/triton.rs (~550 MB)
 #
 # Everything goes to ${ODELT_CACHE:-~/.cache/odelt}, in folders keyed by the versions, so a clean
 # clone reuses it. Source scripts/env.sh afterwards (or let the README commands do it).
@@ -18,6 +20,8 @@ ORT_VERSION=1.31.1
 CACHE="${ODELT_CACHE:-$HOME/.cache/odelt}"
 ORT_VENV="$CACHE/venv-ort${ORT_VERSION}"
 TRAIN_VENV="$CACHE/venv-torch${TORCH_VERSION}-ort${ORT_VERSION}"
+KSERVE_VERSION=0.21.0
+KSERVE_VENV="$CACHE/venv-kserve${KSERVE_VERSION}-ort${ORT_VERSION}"
 FMNIST=/usr/share/datasets/fashion-mnist
 
 log() { echo "setup: $*" >&2; }
@@ -25,13 +29,15 @@ log() { echo "setup: $*" >&2; }
 train=0
 data=0
 browser=0
+kserve=0
 for arg in "$@"; do
   case "$arg" in
     --train) train=1; data=1 ;;
     --data) data=1 ;;
     --browser) browser=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "setup: unknown option '$arg' (expected --data, --train or --browser)" >&2; exit 2 ;;
+    --kserve) kserve=1 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (expected --data, --train, --browser or --kserve)" >&2; exit 2 ;;
   esac
 done
 
@@ -58,6 +64,12 @@ fi
 if [[ $train -eq 1 && ! -f "$TRAIN_VENV/.odelt-complete" ]]; then
   log "creating the training venv $TRAIN_VENV (torch==$TORCH_VERSION, onnxruntime==$ORT_VERSION; ~5 GB, a few minutes)"
   make_venv "$TRAIN_VENV" "torch==$TORCH_VERSION" "onnxruntime==$ORT_VERSION" onnx numpy
+fi
+
+if [[ $kserve -eq 1 && ! -f "$KSERVE_VENV/.odelt-complete" ]]; then
+  log "creating the KServe test venv $KSERVE_VENV (kserve==$KSERVE_VERSION, onnxruntime==$ORT_VERSION, tritonclient; ~550 MB)"
+  make_venv "$KSERVE_VENV" "kserve==$KSERVE_VERSION" "onnxruntime==$ORT_VERSION" "tritonclient[grpc]==2.73.0" \
+    numpy==2.4.6 protobuf==6.33.6
 fi
 
 apt_install() {

@@ -4,7 +4,7 @@
 # then a few seconds of fuzzing per target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --train --browser
+bash scripts/setup.sh --train --browser --kserve
 source scripts/env.sh
 cargo fmt --all --check
 cargo fmt --manifest-path fuzz/Cargo.toml --check

@@ -65,7 +65,7 @@ fn version_and_help_answer() {
     let version = ok(odelt(&["--version"]));
     assert!(version.starts_with("odelt "), "{version}");
     for command in [
-        "train", "export", "engines", "bench", "sample", "serve", "eval", "demo", "features",
+        "train", "export", "engines", "bench", "sample", "serve", "eval", "demo", "features", "triton",
     ] {
         let help = ok(odelt(&[command, "--help"]));
         assert!(help.contains("Usage"), "{command}: {help}");

@@ -12,6 +12,9 @@
 //! - [`bench`] measures one engine call per length and batch and records the medians as the
 //!   manifest's calibration, which `Runtime::pick_for_budget` reads.
 //!
+//! - [`triton`] writes a Triton Inference Server model repository (one model per length,
+//!   `odelt_l{l}`, sharing one weights file) that the runtime's remote engine calls.
+//!
 //! Sessions come from the runtime's one builder (`odelt_runtime::session`): a backend whose
 //! provider is missing fails with the runtime's `Error::Provider`, never a silent CPU fallback.
 
@@ -20,8 +23,10 @@ pub mod bench;
 pub mod build;
 mod error;
 pub mod relink;
+pub mod triton;
 
 pub use backend::{Backend, CpuLevel};
 pub use bench::{bench, record_calibration, BenchOptions, Measurement};
 pub use build::{build, BuildEvent, BuildOptions, BuiltEngine};
 pub use error::{Error, Result};
+pub use triton::{write_repository, InstanceKind, TritonBackend, TritonOptions, TritonRepository};

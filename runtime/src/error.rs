@@ -26,6 +26,9 @@ pub enum Error {
     /// ONNX Runtime failed while running a graph that it had accepted.
     #[error("ONNX Runtime: {0}")]
     Backend(String),
+    /// An inference server that cannot be reached, answers with an error or not in time.
+    #[error("{0}")]
+    Remote(String),
     /// NaN/Inf in a model output, or an adaptive solver that could not finish.
     #[error("{0}")]
     Numerical(String),

@@ -135,7 +135,9 @@ fn status_of(err: &Error) -> OdeltStatus {
             }
         }
         Error::NotFound(_) | Error::OrtLibraryNotFound(_) => OdeltStatus::ODELT_NOT_FOUND,
-        Error::OrtLibrary(_) | Error::Provider(_) | Error::Backend(_) => OdeltStatus::ODELT_BACKEND_ERROR,
+        Error::OrtLibrary(_) | Error::Provider(_) | Error::Backend(_) | Error::Remote(_) => {
+            OdeltStatus::ODELT_BACKEND_ERROR
+        }
         Error::Numerical(_) => OdeltStatus::ODELT_NUMERICAL_ERROR,
         Error::Internal(_) => OdeltStatus::ODELT_INTERNAL,
     }

@@ -21,10 +21,12 @@ pub mod decoder;
 pub mod engine;
 pub mod error;
 pub mod ffi;
+pub mod length_engine;
 pub mod memory;
 pub mod noise;
 mod options;
 pub mod ortlib;
+pub mod remote;
 mod runtime;
 pub mod sample;
 pub mod session;
@@ -36,7 +38,9 @@ pub use odelt_format::{config, manifest, CheckpointMeta, Manifest, ModelConfig};
 pub use decoder::{Decoder, Images};
 pub use engine::Engine;
 pub use error::{Error, Result};
+pub use length_engine::LengthEngine;
 pub use options::RuntimeOptions;
+pub use remote::{RemoteEngine, RemoteOptions};
 pub use runtime::{BudgetPick, Runtime};
 pub use sample::{
     EngineRows, GuidanceMode, Labels, NoiseSource, RowModel, SampleRequest, Samples, SolverChoice,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use ort::session::builder::GraphOptimizationLevel;
 
+use crate::remote::RemoteOptions;
 use crate::session::{Provider, SessionConfig};
 
 /// How [`crate::Runtime::open`] finds ONNX Runtime and runs the graphs.
@@ -23,6 +24,9 @@ pub struct RuntimeOptions {
     /// Sessions per length: concurrent callers of one length share this many sessions
     /// (`Session::run` needs exclusive access). Each holds its own copy of the working memory.
     pub sessions_per_engine: usize,
+    /// Run every evaluation on a KServe v2 inference server (Triton) instead of ONNX Runtime
+    /// here; the manifest stays local (`crate::remote`, docs/triton.md).
+    pub remote: Option<RemoteOptions>,
 }
 
 impl Default for RuntimeOptions {
@@ -34,6 +38,7 @@ impl Default for RuntimeOptions {
             max_batch: 0,
             prefer_built_engines: true,
             sessions_per_engine: 1,
+            remote: None,
         }
     }
 }
@@ -62,6 +67,11 @@ impl RuntimeOptions {
     #[must_use]
     pub fn with_prefer_built_engines(mut self, prefer: bool) -> Self {
         self.prefer_built_engines = prefer;
+        self
+    }
+    #[must_use]
+    pub fn with_remote(mut self, remote: RemoteOptions) -> Self {
+        self.remote = Some(remote);
         self
     }
     #[must_use]

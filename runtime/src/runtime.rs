@@ -9,8 +9,10 @@ use ort::environment::Environment;
 
 use crate::engine::Engine;
 use crate::error::{invalid, Error, Result};
+use crate::length_engine::LengthEngine;
 use crate::options::RuntimeOptions;
 use crate::ortlib;
+use crate::remote::RemoteClient;
 use crate::sample::{self, EngineRows, SampleRequest, Samples};
 use odelt_format::manifest::Manifest;
 
@@ -20,7 +22,9 @@ pub struct Runtime {
     dir: PathBuf,
     manifest: Manifest,
     options: RuntimeOptions,
-    env: Environment,
+    /// ONNX Runtime, for local engines; `None` when the engines are remote.
+    env: Option<Environment>,
+    remote: Option<Arc<RemoteClient>>,
     engines: Mutex<HashMap<u32, Arc<Engine>>>,
 }
 
@@ -35,7 +39,8 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// Reads `DIR/manifest.json`, checks that the files it names exist, and loads ONNX Runtime.
-    /// No graph is opened yet.
+    /// No graph is opened yet. With `options.remote`, only the manifest is read here: the
+    /// server and its models are checked instead (`crate::remote`).
     pub fn open(dir: impl AsRef<Path>, options: RuntimeOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
@@ -63,7 +68,7 @@ impl Runtime {
                 ))
             })?;
             let file = dir.join(&entry.file);
-            if !file.is_file() {
+            if options.remote.is_none() && !file.is_file() {
                 return Err(Error::NotFound(format!(
                     "{}: graph for length {} is missing",
                     file.display(),
@@ -71,13 +76,19 @@ impl Runtime {
                 )));
             }
         }
-        manifest.check_weights_size(&dir)?;
-        let env = ortlib::environment(options.ort_library.as_deref())?;
+        let (env, remote) = match &options.remote {
+            None => {
+                manifest.check_weights_size(&dir)?;
+                (Some(ortlib::environment(options.ort_library.as_deref())?), None)
+            }
+            Some(remote) => (None, Some(Arc::new(RemoteClient::connect(remote, &manifest)?))),
+        };
         Ok(Self {
             dir,
             manifest,
             options,
             env,
+            remote,
             engines: Mutex::new(HashMap::new()),
         })
     }
@@ -111,9 +122,30 @@ impl Runtime {
         lengths
     }
 
-    /// The engine for `length`, opening its session on first use.
+    /// The engine of `length` wherever it runs: here (opened on first use) or on the server.
+    pub fn length_engine(&self, length: u32) -> Result<Arc<dyn LengthEngine>> {
+        match &self.remote {
+            Some(remote) => {
+                self.manifest.entry(length)?;
+                Ok(remote.engine(length)?)
+            }
+            None => Ok(self.engine(length)?),
+        }
+    }
+
+    /// The local ONNX Runtime engine for `length`, opening its session on first use.
     pub fn engine(&self, length: u32) -> Result<Arc<Engine>> {
         let entry = self.manifest.entry(length)?;
+        let Some(env) = &self.env else {
+            return invalid!(
+                "{}: this runtime's engines run on {}; there is no local engine",
+                self.dir.display(),
+                self.options
+                    .remote
+                    .as_ref()
+                    .map_or("a server", |r| r.endpoint.as_str())
+            );
+        };
         let mut engines = self
             .engines
             .lock()
@@ -122,7 +154,7 @@ impl Runtime {
             return Ok(engine.clone());
         }
         let engine = Arc::new(Engine::open(
-            &self.env,
+            env,
             &self.dir,
             &self.manifest,
             entry,
@@ -152,7 +184,7 @@ impl Runtime {
         let length = self.resolve_length(req.length)?;
         sample::run(req, length, &self.manifest.model, || {
             Ok(EngineRows {
-                engine: self.engine(length)?,
+                engine: self.length_engine(length)?,
                 max_batch: self.options.max_batch,
             })
         })

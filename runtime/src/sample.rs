@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use odelt_format::ModelConfig;
 
-use crate::engine::Engine;
 use crate::error::{invalid, Error, Result};
+use crate::length_engine::LengthEngine;
 use crate::noise;
 use crate::solver::{self, Dopri5, Dopri5Options, Euler, SolveStats, Solver, VectorField};
 
@@ -168,7 +168,7 @@ pub struct Samples {
 
 /// v = model(x, t, k, y) on rows of one length, each row with its own t and k. The sampler
 /// evaluates through this trait so that the same noise, labels, guidance and solver code runs
-/// whether rows go straight to an [`Engine`] ([`EngineRows`]) or, in a server, into a queue
+/// whether rows go straight to an [`LengthEngine`] ([`EngineRows`]) or, in a server, into a queue
 /// that batches the rows of many requests into shared engine calls.
 pub trait RowModel {
     /// The length l every row runs at.
@@ -179,9 +179,9 @@ pub trait RowModel {
     fn run(&mut self, x: &[f32], t: &[f32], k: &[f32], y: &[i64], out: &mut [f32]) -> Result<Duration>;
 }
 
-/// An [`Engine`] called in chunks of at most `max_batch` rows (0: no limit).
+/// A [`LengthEngine`] called in chunks of at most `max_batch` rows (0: no limit).
 pub struct EngineRows {
-    pub engine: Arc<Engine>,
+    pub engine: Arc<dyn LengthEngine>,
     pub max_batch: usize,
 }
 

@@ -105,6 +105,8 @@ pub struct SampleArgs {
     /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the scripts/setup.sh venv).
     #[arg(long, value_name = "PATH")]
     pub ort_library: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: super::RemoteArgs,
 }
 
 fn input(message: String) -> anyhow::Error {
@@ -118,6 +120,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         .with_intra_threads(args.threads)
         .with_max_batch(args.max_batch);
     options.ort_library = args.ort_library.clone();
+    options.remote = args.remote.options()?;
     let rt = Runtime::open(&args.engines, options.clone())?;
     let [c, h, w] = rt.image_shape();
 

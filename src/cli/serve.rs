@@ -53,6 +53,8 @@ pub struct ServeArgs {
     /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the scripts/setup.sh venv).
     #[arg(long, value_name = "PATH")]
     pub ort_library: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: super::RemoteArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -69,6 +71,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         client_timeout: Duration::from_millis(args.client_timeout_ms),
         provider: Provider::parse(&args.provider)?,
         ort_library: args.ort_library,
+        remote: args.remote.options()?,
         ..ServeOptions::new(args.engines)
     };
     let server = Server::bind(options)?;

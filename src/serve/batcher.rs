@@ -12,7 +12,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use odelt_runtime::{Engine, EngineRows, Error as RtError, RowModel};
+use odelt_runtime::{EngineRows, Error as RtError, LengthEngine, RowModel};
 
 use super::metrics::Metrics;
 
@@ -175,7 +175,7 @@ impl RowModel for BatchedRows {
 /// active requests that have no evaluation queued yet (see `Scheduler::gather`). `device`:
 /// shared by the schedulers of every length, held during each engine call.
 pub(crate) fn start(
-    engine: Arc<Engine>,
+    engine: Arc<dyn LengthEngine>,
     max_batch: usize,
     batch_wait: Duration,
     device: Arc<Mutex<()>>,

@@ -130,6 +130,7 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "null_label": manifest.model.num_classes,
         "denoise_timesteps": manifest.model.denoise_timesteps,
         "backend": backend,
+        "remote": runtime.options().remote.as_ref().map(|r| r.endpoint.as_str()),
         "limits": {
             "max_n": state.limits.max_n,
             "max_steps": state.limits.max_steps,

@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use odelt_runtime::{Provider, Runtime, RuntimeOptions};
+use odelt_runtime::{Provider, RemoteOptions, Runtime, RuntimeOptions};
 
 use crate::bad_input;
 pub use error::ApiError;
@@ -64,6 +64,8 @@ pub struct ServeOptions {
     pub client_timeout: Duration,
     pub provider: Provider,
     pub ort_library: Option<PathBuf>,
+    /// Engine calls go to this KServe v2 server (Triton) instead of ONNX Runtime here.
+    pub remote: Option<RemoteOptions>,
 }
 
 impl ServeOptions {
@@ -83,6 +85,7 @@ impl ServeOptions {
             client_timeout: Duration::from_secs(10),
             provider: Provider::Cpu,
             ort_library: None,
+            remote: None,
         }
     }
 }
@@ -121,18 +124,24 @@ impl Server {
             .with_intra_threads(options.threads)
             .with_max_batch(options.max_batch);
         runtime_options.ort_library = options.ort_library.clone();
+        runtime_options.remote = options.remote.clone();
         let runtime = Arc::new(Runtime::open(&options.engines, runtime_options)?);
         let metrics = Metrics::new().context("registering metrics")?;
         let mut queues = std::collections::BTreeMap::new();
         let mut schedulers = Vec::new();
         let device = Arc::new(std::sync::Mutex::new(()));
         for length in runtime.lengths() {
-            let engine = runtime.engine(length)?;
+            let engine = runtime.length_engine(length)?;
+            // Remote engines share no cores here: each length's calls go out as they come.
+            let device = match options.remote {
+                Some(_) => Arc::new(std::sync::Mutex::new(())),
+                None => device.clone(),
+            };
             let (queue, thread) = batcher::start(
                 engine,
                 options.max_batch,
                 options.batch_wait,
-                device.clone(),
+                device,
                 metrics.clone(),
             )?;
             queues.insert(length, queue);

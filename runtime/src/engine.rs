@@ -13,15 +13,34 @@ use crate::options::RuntimeOptions;
 use crate::session;
 use odelt_format::manifest::{LengthEntry, Manifest};
 
-/// The graph file to load for `entry`: a built engine for the provider's backend when asked
-/// for and present, else the plain graph. Returns the path and whether it is a built engine.
-fn engine_file(dir: &Path, entry: &LengthEntry, options: &RuntimeOptions) -> (PathBuf, bool) {
-    if options.prefer_built_engines {
-        let backend = options.provider.backend();
-        for built in entry.engines.iter().filter(|e| e.backend == backend) {
+/// The graph file to load for `entry`: a built engine for the provider's backend and the wanted
+/// precision when asked for and present, else the plain graph (when it runs at that
+/// precision). Returns the path and whether it is a built engine.
+fn engine_file(
+    dir: &Path,
+    manifest: &Manifest,
+    entry: &LengthEntry,
+    options: &RuntimeOptions,
+) -> Result<(PathBuf, bool)> {
+    let backend = options.provider.backend();
+    let precision = options.precision_name(manifest);
+    let plain_runs = options.plain_graph_runs(manifest);
+    if options.prefer_built_engines || !plain_runs {
+        let wanted = entry
+            .engines
+            .iter()
+            .filter(|e| e.backend == backend && e.precision == precision);
+        for built in wanted {
             let path = dir.join(&built.file);
             if path.is_file() {
-                return (path, true);
+                return Ok((path, true));
+            }
+            if !plain_runs {
+                return Err(Error::NotFound(format!(
+                    "length {}: the {precision} {backend} engine {} is missing; build it again with                      `odelt engines build --backend {backend} --precision {precision}`",
+                    entry.length,
+                    path.display()
+                )));
             }
             tracing::warn!(
                 "length {}: {} engine {} is missing; using the plain graph",
@@ -31,7 +50,13 @@ fn engine_file(dir: &Path, entry: &LengthEntry, options: &RuntimeOptions) -> (Pa
             );
         }
     }
-    (dir.join(&entry.file), false)
+    if !plain_runs {
+        return Err(Error::NotFound(format!(
+            "length {}: no {precision} {backend} engine (the export's graphs are {}); build one with              `odelt engines build --backend {backend} --precision {precision}`",
+            entry.length, manifest.precision
+        )));
+    }
+    Ok((dir.join(&entry.file), false))
 }
 
 /// A fixed number of sessions shared by threads: `acquire` takes an idle one, creates one while
@@ -134,7 +159,7 @@ impl Engine {
         entry: &LengthEntry,
         options: &RuntimeOptions,
     ) -> Result<Self> {
-        let (file, built) = engine_file(dir, entry, options);
+        let (file, built) = engine_file(dir, manifest, entry, options)?;
         let model = &manifest.model;
         let shape = [
             model.in_channels as usize,

@@ -31,7 +31,7 @@ pub mod session;
 pub mod solver;
 
 /// The formats the runtime reads, from `odelt-format`.
-pub use odelt_format::{config, manifest, CheckpointMeta, Manifest, ModelConfig};
+pub use odelt_format::{config, manifest, CheckpointMeta, Manifest, ModelConfig, Precision};
 
 pub use decoder::{Decoder, Images};
 pub use engine::Engine;

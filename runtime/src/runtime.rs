@@ -12,7 +12,7 @@ use crate::error::{invalid, Error, Result};
 use crate::options::RuntimeOptions;
 use crate::ortlib;
 use crate::sample::{self, EngineRows, SampleRequest, Samples};
-use odelt_format::manifest::Manifest;
+use odelt_format::manifest::{Calibration, Manifest};
 
 /// An export folder ready to sample from. `Send + Sync`: share it (e.g. in an `Arc`) between
 /// threads; each length's engine opens on first use and stays open.
@@ -176,11 +176,15 @@ impl Runtime {
     pub fn predicted_eval_ms(&self, length: u32, rows: usize) -> Option<f64> {
         let entry = self.manifest().entry(length).ok()?;
         let backend = self.options().provider.backend();
+        let precision = self.options().precision_name(self.manifest());
         let threads = self.options().intra_threads as u32;
+        let ours =
+            |c: &&Calibration| c.backend == backend && self.manifest().calibration_precision(c) == precision;
         let mut points: Vec<(f64, f64)> = entry
             .calibration
             .iter()
-            .filter(|c| c.backend == backend && (threads == 0 || c.threads == threads))
+            .filter(ours)
+            .filter(|c| threads == 0 || c.threads == threads)
             .map(|c| (c.batch as f64, c.ms_median))
             .collect();
         if points.is_empty() {
@@ -188,7 +192,7 @@ impl Runtime {
             points = entry
                 .calibration
                 .iter()
-                .filter(|c| c.backend == backend)
+                .filter(ours)
                 .map(|c| (c.batch as f64, c.ms_median))
                 .collect();
         }
@@ -258,9 +262,10 @@ impl Runtime {
         }
         if !calibrated {
             return invalid!(
-                "{}: no latency calibration for backend {} in the manifest; run `odelt bench --engines {}` first",
+                "{}: no latency calibration for backend {} at {} in the manifest; run `odelt bench --engines {}` first",
                 self.dir().display(),
                 self.options().provider.backend(),
+                self.options().precision_name(self.manifest()),
                 self.dir().display()
             );
         }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use odelt_runtime::Provider;
+use odelt_runtime::{Precision, Provider};
 
 use crate::serve::{ServeOptions, Server};
 
@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// Execution provider: cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID].
     #[arg(long, value_name = "P", default_value = "cpu")]
     pub provider: String,
+    /// Precision of the engines to run: fp32, fp16 or int8 [default: the export's own]. int8
+    /// needs engines built with `odelt engines build --backend ort-cpu --precision int8`.
+    #[arg(long, value_name = "P")]
+    pub precision: Option<Precision>,
     /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the scripts/setup.sh venv).
     #[arg(long, value_name = "PATH")]
     pub ort_library: Option<PathBuf>,
@@ -63,6 +67,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_steps: args.max_steps,
         deadline: Duration::from_millis(args.deadline_ms),
         provider: Provider::parse(&args.provider)?,
+        precision: args.precision,
         ort_library: args.ort_library,
         ..ServeOptions::new(args.engines)
     };

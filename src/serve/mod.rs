@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use odelt_runtime::{Provider, Runtime, RuntimeOptions};
+use odelt_runtime::{Precision, Provider, Runtime, RuntimeOptions};
 
 use crate::bad_input;
 pub use error::ApiError;
@@ -59,6 +59,8 @@ pub struct ServeOptions {
     /// Largest request body in bytes.
     pub body_limit: usize,
     pub provider: Provider,
+    /// Precision of the engines (`None`: the export's own).
+    pub precision: Option<Precision>,
     pub ort_library: Option<PathBuf>,
 }
 
@@ -77,6 +79,7 @@ impl ServeOptions {
             deadline: Duration::from_secs(60),
             body_limit: 64 * 1024,
             provider: Provider::Cpu,
+            precision: None,
             ort_library: None,
         }
     }
@@ -114,7 +117,8 @@ impl Server {
         let mut runtime_options = RuntimeOptions::default()
             .with_provider(options.provider)
             .with_intra_threads(options.threads)
-            .with_max_batch(options.max_batch);
+            .with_max_batch(options.max_batch)
+            .with_precision(options.precision);
         runtime_options.ort_library = options.ort_library.clone();
         let runtime = Arc::new(Runtime::open(&options.engines, runtime_options)?);
         let metrics = Metrics::new().context("registering metrics")?;

@@ -17,6 +17,7 @@
 //! The noise for a seed is defined in [`noise`]; the C ABI is in [`ffi`] (`include/odelt.h`).
 #![warn(clippy::unwrap_used)]
 
+mod cuda_graph;
 pub mod decoder;
 pub mod engine;
 pub mod error;

@@ -7,7 +7,7 @@ use odelt_engines::{BuildEvent, BuildOptions};
 use odelt_export::{ExportOptions, Progress};
 use odelt_format::atomic::write_atomic;
 use odelt_format::checkpoint::MODEL_FILE;
-use odelt_format::CheckpointMeta;
+use odelt_format::{CheckpointMeta, ModelConfig, Precision};
 use odelt_runtime::{Runtime, RuntimeOptions};
 
 use super::figure::Figure;
@@ -43,6 +43,9 @@ pub struct DemoOptions {
     pub threads: usize,
     /// Noise seed of every cell (and of training).
     pub seed: u64,
+    /// Precisions to compare (ort-cpu engines of each are built when missing); empty: the
+    /// export's own.
+    pub precisions: Vec<Precision>,
 }
 
 /// Progress of [`run`], for bars and notes.
@@ -63,6 +66,14 @@ pub enum DemoEvent {
 pub struct DemoResult {
     pub checkpoint: PathBuf,
     pub step: u64,
+    /// Per precision, in the order asked for: its name, cells and figure.
+    pub figures: Vec<PrecisionFigure>,
+}
+
+/// The cells and figure of one precision.
+#[derive(Debug)]
+pub struct PrecisionFigure {
+    pub precision: String,
     pub cells: Vec<Cell>,
     pub grid: PathBuf,
 }
@@ -89,30 +100,68 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
     } else {
         export(&checkpoint, &engines, &rows, &mut progress)?;
     }
-    let missing = lengths_without_engine(&engines, BACKEND)?;
-    if missing.is_empty() {
-        progress(DemoEvent::Note(format!(
-            "reusing the {BACKEND} engines in {}",
-            engines.display()
-        )));
+    let precisions: Vec<Option<Precision>> = if options.precisions.is_empty() {
+        vec![None]
     } else {
-        build_engines(&engines, missing, options.threads, &mut progress)?;
+        options.precisions.iter().copied().map(Some).collect()
+    };
+    let mut figures = Vec::new();
+    for (index, &precision) in precisions.iter().enumerate() {
+        let rt = Runtime::open(
+            &engines,
+            RuntimeOptions::default()
+                .with_intra_threads(options.threads)
+                .with_precision(precision),
+        )?;
+        let name = rt.options().precision_name(rt.manifest()).to_string();
+        let missing = lengths_without_engine(&engines, BACKEND, &name)?;
+        if missing.is_empty() {
+            progress(DemoEvent::Note(format!(
+                "reusing the {name} {BACKEND} engines in {}",
+                engines.display()
+            )));
+        } else {
+            build_engines(&engines, missing, precision, options.threads, &mut progress)?;
+        }
+        let grid = if index == 0 {
+            options.out.join("grid.png")
+        } else {
+            options.out.join(format!("grid-{name}.png"))
+        };
+        let cells = sample_figure(&rt, model, &rows, &columns, options.seed, &grid, &mut progress)?;
+        figures.push(PrecisionFigure {
+            precision: name,
+            cells,
+            grid,
+        });
     }
+    Ok(DemoResult {
+        checkpoint,
+        step: meta.step,
+        figures,
+    })
+}
 
-    let rt = Runtime::open(
-        &engines,
-        RuntimeOptions::default().with_intra_threads(options.threads),
-    )?;
+/// Samples and times every cell on `rt`'s engines and draws the figure into `grid`.
+fn sample_figure(
+    rt: &Runtime,
+    model: &ModelConfig,
+    rows: &[u32],
+    columns: &[u32],
+    seed: u64,
+    grid: &Path,
+    progress: &mut impl FnMut(DemoEvent),
+) -> anyhow::Result<Vec<Cell>> {
     let labels = labels(SAMPLES, model.num_classes);
-    warm_up(&rt, &rows, SAMPLES, &labels)?;
+    warm_up(rt, rows, SAMPLES, &labels)?;
     progress(DemoEvent::Begin {
         phase: "sample",
         total: (rows.len() * columns.len()) as u64,
     });
     let mut cells = Vec::new();
-    for &length in &rows {
-        for &steps in &columns {
-            cells.push(measure(&rt, length, steps, options.seed, &labels)?);
+    for &length in rows {
+        for &steps in columns {
+            cells.push(measure(rt, length, steps, seed, &labels)?);
             progress(DemoEvent::Step {
                 message: format!("l={length} T={steps}"),
             });
@@ -132,14 +181,8 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
         ],
         cells: cells.iter().map(|c| c.data.as_slice()).collect(),
     };
-    let grid = options.out.join("grid.png");
-    write_atomic(&grid, &figure.png()?)?;
-    Ok(DemoResult {
-        checkpoint,
-        step: meta.step,
-        cells,
-        grid,
-    })
+    write_atomic(grid, &figure.png()?)?;
+    Ok(cells)
 }
 
 /// The shipped model's folder: $ODELT_ASSETS/fmnist, else assets/fmnist under the current
@@ -283,6 +326,7 @@ fn export(
 fn build_engines(
     engines: &Path,
     lengths: Vec<u32>,
+    precision: Option<Precision>,
     threads: usize,
     progress: &mut impl FnMut(DemoEvent),
 ) -> anyhow::Result<()> {
@@ -292,6 +336,7 @@ fn build_engines(
     });
     let options = BuildOptions {
         lengths: Some(lengths),
+        precision,
         threads,
         ..BuildOptions::default()
     };

@@ -38,7 +38,8 @@ fn engine_file(
             }
             if !plain_runs {
                 return Err(Error::NotFound(format!(
-                    "length {}: the {precision} {backend} engine {} is missing; build it again with                      `odelt engines build --backend {backend} --precision {precision}`",
+                    "length {}: the {precision} {backend} engine {} is missing; build it again with \
+                     `odelt engines build --backend {backend} --precision {precision}`",
                     entry.length,
                     path.display()
                 )));
@@ -53,7 +54,8 @@ fn engine_file(
     }
     if !plain_runs {
         return Err(Error::NotFound(format!(
-            "length {}: no {precision} {backend} engine (the export's graphs are {}); build one with              `odelt engines build --backend {backend} --precision {precision}`",
+            "length {}: no {precision} {backend} engine (the export's graphs are {}); build one with \
+             `odelt engines build --backend {backend} --precision {precision}`",
             entry.length, manifest.precision
         )));
     }

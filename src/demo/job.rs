@@ -7,7 +7,7 @@ use odelt_engines::{BuildEvent, BuildOptions};
 use odelt_export::{ExportOptions, Progress};
 use odelt_format::atomic::write_atomic;
 use odelt_format::checkpoint::MODEL_FILE;
-use odelt_format::{CheckpointMeta, ModelConfig, Precision};
+use odelt_format::{CheckpointMeta, Manifest, ModelConfig, Precision};
 use odelt_runtime::{Runtime, RuntimeOptions};
 
 use super::figure::Figure;
@@ -107,13 +107,12 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
     };
     let mut figures = Vec::new();
     for (index, &precision) in precisions.iter().enumerate() {
-        let rt = Runtime::open(
-            &engines,
-            RuntimeOptions::default()
-                .with_intra_threads(options.threads)
-                .with_precision(precision),
-        )?;
-        let name = rt.options().precision_name(rt.manifest()).to_string();
+        let runtime_options = RuntimeOptions::default()
+            .with_intra_threads(options.threads)
+            .with_precision(precision);
+        let name = runtime_options
+            .precision_name(&Manifest::read(&engines)?)
+            .to_string();
         let missing = lengths_without_engine(&engines, BACKEND, &name)?;
         if missing.is_empty() {
             progress(DemoEvent::Note(format!(
@@ -123,6 +122,7 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
         } else {
             build_engines(&engines, missing, precision, options.threads, &mut progress)?;
         }
+        let rt = Runtime::open(&engines, runtime_options)?;
         let grid = if index == 0 {
             options.out.join("grid.png")
         } else {

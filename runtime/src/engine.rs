@@ -125,6 +125,14 @@ impl SessionPool {
     }
 }
 
+impl PooledSession<'_> {
+    fn slot(&mut self) -> Result<&mut Slot> {
+        self.session
+            .as_mut()
+            .ok_or_else(|| Error::Internal("a pooled session went missing".into()))
+    }
+}
+
 impl Drop for PooledSession<'_> {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
@@ -342,13 +350,8 @@ impl Engine {
         };
         let inputs = [i0, i1, i2, i3];
 
-        let wait = Instant::now();
-        let mut pooled = self.pool.acquire(|| self.create_session().map(Slot::new))?;
-        let waited = wait.elapsed();
-        let slot = pooled
-            .session
-            .as_mut()
-            .ok_or_else(|| Error::Internal("a pooled session went missing".into()))?;
+        let (mut pooled, waited) = self.pooled()?;
+        let slot = pooled.slot()?;
         let outputs = slot.session.run(inputs).map_err(backend)?;
         let v = outputs
             .get("v")
@@ -368,6 +371,13 @@ impl Engine {
 }
 
 impl Engine {
+    /// A session from the pool, and how long the wait for it (or its creation) took.
+    fn pooled(&self) -> Result<(PooledSession<'_>, Duration)> {
+        let wait = Instant::now();
+        let pooled = self.pool.acquire(|| self.create_session().map(Slot::new))?;
+        Ok((pooled, wait.elapsed()))
+    }
+
     /// [`Engine::run`] through a CUDA graph: the session's bound buffers, created for its first
     /// call's batch size.
     fn run_graph(
@@ -379,12 +389,8 @@ impl Engine {
         let (x, t, k, y) = inputs;
         let backend = |e: ort::Error| Error::Backend(format!("length {} (CUDA graph): {e}", self.length));
         let call = Instant::now();
-        let mut pooled = self.pool.acquire(|| self.create_session().map(Slot::new))?;
-        let waited = call.elapsed();
-        let slot = pooled
-            .session
-            .as_mut()
-            .ok_or_else(|| Error::Internal("a pooled session went missing".into()))?;
+        let (mut pooled, waited) = self.pooled()?;
+        let slot = pooled.slot()?;
         let batch = t.len();
         if slot.graph.is_none() {
             slot.graph = Some(CudaGraph::new(&slot.session, device_id, batch, self.shape).map_err(backend)?);

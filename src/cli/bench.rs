@@ -32,7 +32,7 @@ pub struct BenchArgs {
     /// Lengths to measure, comma-separated (default: every exported length).
     #[arg(long, value_delimiter = ',', value_name = "L,L,…")]
     pub lengths: Option<Vec<u32>>,
-    /// Execution provider: cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID]; calibration is
+    /// Execution provider: cpu, cuda[:ID], cuda-graph[:ID] (CUDA graphs, one batch size), tensorrt[:ID] or tensorrt-fp16[:ID]; calibration is
     /// recorded for its backend (ort-cpu, ort-cuda, tensorrt).
     #[arg(long, value_name = "P", default_value = "cpu")]
     pub provider: String,

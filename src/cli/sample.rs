@@ -91,7 +91,7 @@ pub struct SampleArgs {
     /// (latents [N, C, H, W]) and one output (images [N, C', H', W'] in [-1, 1]).
     #[arg(long, value_name = "decoder.onnx")]
     pub decoder: Option<PathBuf>,
-    /// Execution provider: cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID]. A GPU
+    /// Execution provider: cpu, cuda[:ID], cuda-graph[:ID] (CUDA graphs, one batch size), tensorrt[:ID] or tensorrt-fp16[:ID]. A GPU
     /// provider missing from the loaded ONNX Runtime is an error, never a silent CPU fallback.
     #[arg(long, value_name = "P", default_value = "cpu")]
     pub provider: String,

@@ -43,7 +43,7 @@ pub struct ServeArgs {
     /// Deadline of one request from its admission, in milliseconds; past it: 504.
     #[arg(long, value_name = "MS", default_value_t = 60_000)]
     pub deadline_ms: u64,
-    /// Execution provider: cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID].
+    /// Execution provider: cpu, cuda[:ID], cuda-graph[:ID] (CUDA graphs, one batch size), tensorrt[:ID] or tensorrt-fp16[:ID].
     #[arg(long, value_name = "P", default_value = "cpu")]
     pub provider: String,
     /// Precision of the engines to run: fp32, fp16 or int8 [default: the export's own]. int8

@@ -5,9 +5,13 @@ Also measures the machine's sgemm rate at a DiT-sized product, same threads.
     source scripts/env.sh
     python benches/pytorch_eager.py --checkpoint CKPT --lengths 4,8,12 --batch 1 --threads 2 --runs 10
     python benches/pytorch_eager.py --sgemm --threads 2
+    python3 benches/pytorch_eager.py --checkpoint CKPT --lengths 4,8,12 --batch 1,8 --device cuda [--dtype fp16]
 
-Prints one JSON line per measurement (length, batch, ms_median, ms_min, ms_max) or, with
---sgemm, the GFLOP/s of a [M,K]x[K,N] float32 matmul.
+Prints one JSON line per measurement (length, batch, device, dtype, ms_median, ms_min, ms_max)
+or, with --sgemm, the GFLOP/s of a [M,K]x[K,N] matmul. On CUDA every timed call ends with
+torch.cuda.synchronize(), so a call's time is its GPU work, as odelt's engine call (which
+copies v back to the host) is; fp32 is true fp32 (PyTorch's default: no TF32 matrix
+products).
 """
 import argparse, json, math, statistics, time
 
@@ -38,7 +42,7 @@ def load_file(path):
 
 def sincos(s, dim=256):
     half = dim // 2
-    f = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    f = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=s.device) / half)
     a = s[:, None].float() * f[None]
     return torch.cat([torch.cos(a), torch.sin(a)], dim=-1)
 
@@ -52,7 +56,8 @@ class Dit(torch.nn.Module):
         return F.linear(x, self.w[name + ".weight"], self.w[name + ".bias"])
 
     def embed(self, s, name):
-        return self.lin(F.silu(self.lin(sincos(s), name + ".mlp.0")), name + ".mlp.2")
+        e = sincos(s).to(self.w[name + ".mlp.0.weight"].dtype)
+        return self.lin(F.silu(self.lin(e, name + ".mlp.0")), name + ".mlp.2")
 
     def forward(self, x, t, k, y, l):
         c, w = self.cfg, self.w
@@ -86,13 +91,16 @@ class Dit(torch.nn.Module):
         return torch.einsum("nhwpqc->nchpwq", o).reshape(B, C, S * P, S * P)
 
 
-def timed(fn, runs, warmup):
+def timed(fn, runs, warmup, device="cpu"):
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(warmup):
         fn()
+    sync()
     ts = []
     for _ in range(runs):
         t0 = time.perf_counter()
         fn()
+        sync()
         ts.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(ts), min(ts), max(ts)
 
@@ -101,7 +109,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint")
     ap.add_argument("--lengths", default="")
-    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--batch", default="1", help="batch sizes, comma-separated")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
@@ -110,26 +120,34 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.set_grad_enabled(False)
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {a.device}: PyTorch {torch.__version__} sees no CUDA device")
+    dev = torch.device(a.device)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
     if a.sgemm:
         m, k, n = map(int, a.mkn.split(","))
-        x, wt = torch.randn(m, k), torch.randn(k, n)
-        med, lo, hi = timed(lambda: x @ wt, max(a.runs, 20), 5)
-        print(json.dumps({"sgemm": [m, k, n], "threads": a.threads, "ms_median": med,
-                          "gflops_median": 2 * m * k * n / med / 1e6, "gflops_best": 2 * m * k * n / lo / 1e6}))
+        x, wt = torch.randn(m, k, device=dev, dtype=dtype), torch.randn(k, n, device=dev, dtype=dtype)
+        med, lo, hi = timed(lambda: x @ wt, max(a.runs, 20), 5, a.device)
+        print(json.dumps({"sgemm": [m, k, n], "threads": a.threads, "device": a.device, "dtype": a.dtype,
+                          "ms_median": med, "gflops_median": 2 * m * k * n / med / 1e6,
+                          "gflops_best": 2 * m * k * n / lo / 1e6}))
         return
     cfg = json.load(open(f"{a.checkpoint}/config.json"))["model"]
-    model = Dit(cfg, load_file(f"{a.checkpoint}/model.safetensors")).eval()
+    weights = {n: w.to(dev, dtype) for n, w in load_file(f"{a.checkpoint}/model.safetensors").items()}
+    model = Dit(cfg, weights).eval()
     S, C = cfg["input_size"], cfg["in_channels"]
-    x = torch.randn(a.batch, C, S, S)
-    t = torch.full((a.batch,), 0.5)
-    k = torch.full((a.batch,), float(int(math.log2(cfg.get("denoise_timesteps", 128)))))
-    y = torch.zeros(a.batch, dtype=torch.long)
     lengths = [int(l) for l in a.lengths.split(",") if l] or [cfg["depth"]]
-    for l in lengths:
-        with torch.inference_mode():
-            med, lo, hi = timed(lambda: model(x, t, k, y, l), a.runs, a.warmup)
-        print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "length": l, "batch": a.batch,
-                          "threads": a.threads, "ms_median": med, "ms_min": lo, "ms_max": hi, "runs": a.runs}))
+    for batch in [int(b) for b in a.batch.split(",")]:
+        x = torch.randn(batch, C, S, S, device=dev, dtype=dtype)
+        t = torch.full((batch,), 0.5, device=dev)
+        k = torch.full((batch,), float(int(math.log2(cfg.get("denoise_timesteps", 128)))), device=dev)
+        y = torch.zeros(batch, dtype=torch.long, device=dev)
+        for l in lengths:
+            with torch.inference_mode():
+                med, lo, hi = timed(lambda: model(x, t, k, y, l), a.runs, a.warmup, a.device)
+            print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "device": a.device,
+                              "dtype": a.dtype, "length": l, "batch": batch, "threads": a.threads,
+                              "ms_median": med, "ms_min": lo, "ms_max": hi, "runs": a.runs}))
 
 
 if __name__ == "__main__":

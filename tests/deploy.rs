@@ -60,6 +60,102 @@ fn export_sample_and_eval_run_without_libtorch() {
     }
 }
 
+/// int8 engines from the command line: built beside fp32, picked with --precision by sample,
+/// bench, eval and demo; asking for int8 before they exist is bad input naming the build.
+#[test]
+fn int8_engines_are_built_and_compared_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engines = random_fmnist_export(dir.path());
+    let sample = words("sample --length 12 --solver euler --steps 2 --n 2 --json --precision int8 --engines");
+    assert_bad_input(&[&sample[..], &[&engines]].concat(), &[], "--precision int8");
+    ok(odelt(&[
+        "engines",
+        "build",
+        "--backend",
+        "ort-cpu",
+        "--precision",
+        "int8",
+        "--engines",
+        &engines,
+    ]));
+    let line = ok(odelt(&[&sample[..], &[&engines]].concat()));
+    assert_eq!(json_lines(&line)[0]["nfe"], 2, "{line}");
+    let out = ok(odelt(
+        &[
+            &words("bench --runs 1 --warmup 0 --json --no-record --precision int8 --engines")[..],
+            &[&engines],
+        ]
+        .concat(),
+    ));
+    let lines = json_lines(&out);
+    assert!(
+        lines.iter().all(|l| l["precision"] == "int8"
+            && l["built"] == true
+            && l["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with(".ort-cpu-int8.onnx"))),
+        "{out}"
+    );
+
+    let out =
+        ok(odelt(
+            &[
+                &words(
+                    "eval --data synthetic --n 16 --solvers euler:2 --precision fp32,int8 --json --engines",
+                )[..],
+                &[&engines],
+            ]
+            .concat(),
+        ));
+    let cells = json_lines(&out);
+    let precisions: Vec<(u64, &str)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["length"].as_u64().unwrap_or(0),
+                c["precision"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        precisions,
+        [(4, "fp32"), (4, "int8"), (12, "fp32"), (12, "int8")],
+        "{out}"
+    );
+    // The same noise through both: close, not equal, and int8 reads fewer weight bytes.
+    for pair in cells.chunks(2) {
+        let (fp32, int8) = (
+            pair[0]["fd"].as_f64().expect("fd"),
+            pair[1]["fd"].as_f64().expect("fd"),
+        );
+        assert!(fp32 > 0.0 && int8 > 0.0 && fp32 != int8, "{out}");
+        assert!(
+            pair[1]["weight_mb"].as_f64() < pair[0]["weight_mb"].as_f64(),
+            "{out}"
+        );
+    }
+
+    let demo = path_arg(dir.path(), "demo");
+    let ckpt = path_arg(dir.path(), "ckpt");
+    let out = ok(odelt(&[
+        "demo",
+        "--checkpoint",
+        &ckpt,
+        "--out",
+        &demo,
+        "--precision",
+        "fp32,int8",
+        "--json",
+    ]));
+    let cells = json_lines(&out);
+    assert_eq!(cells.len(), 18, "{out}");
+    assert!(
+        cells[..9].iter().all(|c| c["precision"] == "fp32")
+            && cells[9..].iter().all(|c| c["precision"] == "int8")
+    );
+    assert!(dir.path().join("demo/grid.png").is_file() && dir.path().join("demo/grid-int8.png").is_file());
+}
+
 #[test]
 fn version_and_help_answer() {
     let version = ok(odelt(&["--version"]));

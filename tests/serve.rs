@@ -455,6 +455,7 @@ fn bad_requests_get_json_4xx_and_the_server_keeps_serving() {
         .and_then(|r| r.json())
         .expect("models");
     assert_eq!(models["image_shape"], json!([1, 8, 8]), "{models}");
+    assert_eq!(models["precision"], "fp32", "{models}");
     assert_eq!(models["lengths"].as_array().map(Vec::len), Some(2), "{models}");
     let answer = |format: &str| {
         let response = client

@@ -39,7 +39,10 @@ impl Backend {
     pub fn provider(self, device_id: i32, fp16: bool) -> Provider {
         match self {
             Backend::OrtCpu => Provider::Cpu,
-            Backend::OrtCuda => Provider::Cuda { device_id },
+            Backend::OrtCuda => Provider::Cuda {
+                device_id,
+                cuda_graph: false,
+            },
             Backend::TensorRt => Provider::TensorRt { device_id, fp16 },
         }
     }

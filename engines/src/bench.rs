@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use odelt_format::manifest::{Calibration, Manifest};
-use odelt_runtime::{noise, Provider, Runtime, RuntimeOptions};
+use odelt_runtime::{noise, Precision, Provider, Runtime, RuntimeOptions};
 
 use crate::error::{invalid, Result};
 
@@ -29,6 +29,8 @@ pub struct BenchOptions {
     pub prefer_built_engines: bool,
     /// Lengths to measure; `None` measures every exported length.
     pub lengths: Option<Vec<u32>>,
+    /// Precision of the engines to measure; `None`: the export's own.
+    pub precision: Option<Precision>,
     pub ort_library: Option<PathBuf>,
 }
 
@@ -42,6 +44,7 @@ impl Default for BenchOptions {
             provider: Provider::Cpu,
             prefer_built_engines: true,
             lengths: None,
+            precision: None,
             ort_library: None,
         }
     }
@@ -96,6 +99,7 @@ pub fn bench(
             intra_threads: options.threads,
             provider: options.provider,
             prefer_built_engines: options.prefer_built_engines,
+            precision: options.precision,
             ..Default::default()
         },
     )?;
@@ -113,6 +117,7 @@ pub fn bench(
         .map(|l| rt.engine(*l))
         .collect::<odelt_runtime::Result<Vec<_>>>()?;
     let model = &rt.manifest().model;
+    let precision = rt.options().precision_name(rt.manifest()).to_string();
     let numel = model.image_numel();
     let level = model.flow_level() as f32;
     let label = 0i64.min(model.num_classes as i64);
@@ -151,6 +156,7 @@ pub fn bench(
                 built: engine.is_built(),
                 calibration: Calibration {
                     backend: options.provider.backend().into(),
+                    precision: Some(precision.clone()),
                     batch,
                     threads: resolved_threads(options.threads),
                     ms_median: median(&times),
@@ -165,15 +171,20 @@ pub fn bench(
 }
 
 /// Writes the measurements into `dir/manifest.json` (atomically), replacing earlier ones of
-/// the same backend, batch and threads.
+/// the same backend, precision, batch and threads.
 pub fn record_calibration(dir: &Path, measurements: &[Measurement]) -> Result<()> {
     let mut manifest = Manifest::read(dir)?;
+    let export_precision = manifest.precision.clone();
+    let precision = |c: &Calibration| c.precision.clone().unwrap_or_else(|| export_precision.clone());
     for m in measurements {
         let entry = manifest.entry_mut(m.length)?;
         let c = &m.calibration;
-        entry
-            .calibration
-            .retain(|e| !(e.backend == c.backend && e.batch == c.batch && e.threads == c.threads));
+        entry.calibration.retain(|e| {
+            !(e.backend == c.backend
+                && precision(e) == precision(c)
+                && e.batch == c.batch
+                && e.threads == c.threads)
+        });
         entry.calibration.push(c.clone());
         entry.calibration.sort_by(|a, b| {
             (a.backend.as_str(), a.threads, a.batch).cmp(&(b.backend.as_str(), b.threads, b.batch))

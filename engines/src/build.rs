@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use odelt_export::external::read_model;
 use odelt_format::manifest::{EngineEntry, LengthEntry, Manifest};
-use odelt_format::ModelConfig;
+use odelt_format::Precision;
 use odelt_runtime::session::{self, SessionConfig};
 use odelt_runtime::{ortlib, Provider};
 use ort::environment::Environment;
@@ -13,15 +14,17 @@ use serde_json::json;
 
 use crate::backend::{Backend, CpuLevel};
 use crate::error::{invalid, Error, Result};
-use crate::relink::relink;
+use crate::int8::{self, Int8Weights};
+use crate::relink::{relink, write_model};
 
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub backend: Backend,
-    /// Matrix products in float16 (TensorRT: `trt_fp16_enable`). ONNX Runtime's CPU and CUDA
-    /// providers run the graph's own precision: export with `--fp16` for fp16 there.
-    pub fp16: bool,
+    /// Precision of the engines; `None`: the export's own. `Fp16` is TensorRT's
+    /// `trt_fp16_enable` (ONNX Runtime's CPU and CUDA providers run the graph's own precision:
+    /// export with `--fp16` for fp16 there); `Int8` is ort-cpu's int8 rewrite ([`crate::int8`]).
+    pub precision: Option<Precision>,
     /// Batch sizes the engine will run (TensorRT optimization profile: min, opt = the
     /// largest, max).
     pub batches: Vec<u32>,
@@ -49,7 +52,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         Self {
             backend: Backend::OrtCpu,
-            fp16: false,
+            precision: None,
             batches: vec![1],
             cfg: false,
             threads: 0,
@@ -87,20 +90,34 @@ impl BuildOptions {
         if self.batches.is_empty() || self.batches.contains(&0) {
             return invalid!("--batch needs positive batch sizes (got {:?})", self.batches);
         }
+        let own = self.precision.is_none_or(|p| p.name() == manifest.precision);
         match self.backend {
             Backend::OrtCpu | Backend::OrtCuda => {
-                if self.fp16 && manifest.precision != "fp16" {
-                    return invalid!(
-                        "--fp16 with {}: ONNX Runtime's {} provider runs the graph's own precision \
-                         (this export is {}); export with `odelt export --fp16` instead",
-                        self.backend,
-                        if self.backend == Backend::OrtCpu {
-                            "CPU"
-                        } else {
-                            "CUDA"
-                        },
-                        manifest.precision
-                    );
+                match self.precision {
+                    None => {}
+                    _ if own => {}
+                    Some(Precision::Int8)
+                        if self.backend == Backend::OrtCpu && manifest.precision == "fp32" => {}
+                    Some(Precision::Int8) => {
+                        return invalid!(
+                            "--precision int8 is built for ort-cpu from an fp32 export (this is {} from an {} export)",
+                            self.backend,
+                            manifest.precision
+                        )
+                    }
+                    Some(p) => {
+                        return invalid!(
+                            "--precision {p} with {}: ONNX Runtime's {} provider runs the graph's own precision \
+                             (this export is {}); export with `odelt export --fp16` instead",
+                            self.backend,
+                            if self.backend == Backend::OrtCpu {
+                                "CPU"
+                            } else {
+                                "CUDA"
+                            },
+                            manifest.precision
+                        )
+                    }
                 }
                 if self.cuda_graph || self.weight_stripped {
                     return invalid!(
@@ -109,6 +126,12 @@ impl BuildOptions {
                 }
             }
             Backend::TensorRt => {
+                if !own && self.precision != Some(Precision::Fp16) {
+                    return invalid!(
+                        "--precision {} with tensorrt: TensorRT engines are built in the export's precision or fp16",
+                        self.precision.map_or("", Precision::name)
+                    );
+                }
                 let mut distinct = self.batches.clone();
                 distinct.dedup();
                 if self.cuda_graph && distinct.len() > 1 {
@@ -130,17 +153,27 @@ impl BuildOptions {
         (min, max, max)
     }
 
-    fn precision(&self, manifest: &Manifest) -> String {
-        if self.fp16 {
-            "fp16".into()
-        } else {
-            manifest.precision.clone()
+    /// The manifest's name of the engines' precision.
+    fn precision<'a>(&self, manifest: &'a Manifest) -> &'a str {
+        match self.precision {
+            Some(p) => p.name(),
+            None => &manifest.precision,
         }
+    }
+
+    /// True for a precision other than the export's own: its engine files carry it in their
+    /// names, so that they sit beside the export's-precision engines of the same backend.
+    fn is_variant(&self, manifest: &Manifest) -> bool {
+        self.precision(manifest) != manifest.precision
+    }
+
+    fn fp16(&self) -> bool {
+        self.precision == Some(Precision::Fp16)
     }
 
     /// The runtime provider that runs this build's engines.
     fn provider(&self) -> Provider {
-        self.backend.provider(self.device_id, self.fp16)
+        self.backend.provider(self.device_id, self.fp16())
     }
 
     /// The build session's settings at `optimization`.
@@ -154,9 +187,14 @@ impl BuildOptions {
     }
 }
 
-/// The artefact file of `backend` for length `l`.
-pub fn engine_file(backend: Backend, length: u32) -> String {
-    format!("model_l{length}.{}.onnx", backend.name())
+/// The name of `backend`'s artefact for length `l` without its extension:
+/// `model_l{l}.{backend}`, `model_l{l}.{backend}-{precision}` for a precision other than the
+/// export's own (`variant`).
+pub fn engine_stem(backend: Backend, length: u32, variant: Option<Precision>) -> String {
+    match variant {
+        None => format!("model_l{length}.{}", backend.name()),
+        Some(p) => format!("model_l{length}.{}-{}", backend.name(), p.name()),
+    }
 }
 
 /// Builds engines for the export folder `dir` and records each in its manifest (written
@@ -194,24 +232,31 @@ pub fn build(
     progress(BuildEvent::Started {
         lengths: lengths.clone(),
     });
+    let int8 = match options.precision {
+        Some(Precision::Int8) => Some(int8::quantize_weights(dir, &manifest)?),
+        _ => None,
+    };
     let mut built = Vec::new();
     for length in lengths {
         progress(BuildEvent::Building { length });
         let entry = manifest.entry(length)?.clone();
         let start = Instant::now();
         let (file, settings) = match options.backend {
-            Backend::OrtCpu | Backend::OrtCuda => optimize(&env, dir, &manifest, &entry, options)?,
-            Backend::TensorRt => tensorrt(&env, dir, &manifest.model, &entry, options)?,
+            Backend::OrtCpu | Backend::OrtCuda => {
+                optimize(&env, dir, &manifest, &entry, options, int8.as_ref())?
+            }
+            Backend::TensorRt => tensorrt(&env, dir, &manifest, &entry, options)?,
         };
         let engine = EngineEntry {
             backend: options.backend.name().into(),
             file,
-            precision: options.precision(&manifest),
+            precision: options.precision(&manifest).into(),
             build_seconds: start.elapsed().as_secs_f64(),
             options: settings,
         };
         let slot = manifest.entry_mut(length)?;
-        slot.engines.retain(|e| e.backend != engine.backend);
+        slot.engines
+            .retain(|e| !(e.backend == engine.backend && e.precision == engine.precision));
         slot.engines.push(engine.clone());
         manifest.write(dir)?;
         let done = BuiltEngine {
@@ -220,6 +265,9 @@ pub fn build(
         };
         progress(BuildEvent::Built(done.clone()));
         built.push(done);
+    }
+    if int8.is_some() {
+        int8::remove_unreferenced(dir, &manifest)?;
     }
     Ok(built)
 }
@@ -231,6 +279,7 @@ fn optimize(
     manifest: &Manifest,
     entry: &LengthEntry,
     options: &BuildOptions,
+    int8: Option<&Int8Weights>,
 ) -> Result<(String, serde_json::Value)> {
     let backend = options.backend;
     let length = entry.length;
@@ -239,15 +288,34 @@ fn optimize(
         backend: backend.name(),
         message: e,
     };
-    let out = engine_file(backend, length);
-    let own = format!("model_l{length}.{}", backend.name());
-    let partial = format!(".model_l{length}.{}.partial.onnx", backend.name());
+    let own = engine_stem(
+        backend,
+        length,
+        options.precision.filter(|_| options.is_variant(manifest)),
+    );
+    let out = format!("{own}.onnx");
+    let partial = format!(".{own}.partial.onnx");
     let partial_data = format!("{partial}.data");
+    // The int8 rewrite of the plain graph, optimized in its place.
+    let quantized = format!(".{own}.quantized.onnx");
     let cleanup = || {
-        std::fs::remove_file(dir.join(&partial)).ok();
-        std::fs::remove_file(dir.join(&partial_data)).ok();
+        for file in [&partial, &partial_data, &quantized] {
+            std::fs::remove_file(dir.join(file)).ok();
+        }
     };
+    let mut shared = vec![manifest.weights_file.as_str()];
+    let mut rewritten = None;
     let result = (|| {
+        let source = match int8 {
+            Some(int8) => {
+                let mut model = read_model(&dir.join(&entry.file))?;
+                rewritten = Some(int8::quantize_graph(&mut model, &manifest.weights_file, int8)?);
+                shared.push(&int8.file);
+                write_model(&dir.join(&quantized), &model)?;
+                &quantized
+            }
+            None => &entry.file,
+        };
         let err = |e: ort::Error<SessionBuilder>| fail(e.to_string());
         let mut builder = session::builder(env, &options.session(options.level.ort()))?
             .with_optimized_model_path(dir.join(&partial))
@@ -266,10 +334,10 @@ fn optimize(
             .with_prepacking(false)
             .map_err(err)?;
         let session = builder
-            .commit_from_file(dir.join(&entry.file))
-            .map_err(|e| fail(format!("ONNX Runtime cannot optimize {}: {e}", entry.file)))?;
+            .commit_from_file(dir.join(source))
+            .map_err(|e| fail(format!("ONNX Runtime cannot optimize {source}: {e}")))?;
         drop(session);
-        relink(dir, &entry.file, &partial, &manifest.weights_file, &out, &own)
+        relink(dir, source, &partial, &shared, &out, &own)
     })();
     cleanup();
     let relinked = result?;
@@ -284,6 +352,16 @@ fn optimize(
         "own_weights": relinked.own_file,
         "own_bytes": relinked.own_bytes,
     });
+    if let (Some(int8), Some(rewritten)) = (int8, rewritten) {
+        settings["int8"] = json!({
+            "weights": int8.file,
+            "weights_bytes": int8.bytes,
+            "products": rewritten.products,
+            "biases_folded": rewritten.biases_folded,
+            "scheme": "DynamicQuantizeMatMul: int8 weights, symmetric per-output-channel scales; \
+                       activations uint8 per tensor at run time",
+        });
+    }
     if backend == Backend::OrtCuda {
         settings["cuda"] = json!({
             "device_id": options.device_id,
@@ -300,10 +378,11 @@ fn optimize(
 fn tensorrt(
     env: &Environment,
     dir: &Path,
-    model: &ModelConfig,
+    manifest: &Manifest,
     entry: &LengthEntry,
     options: &BuildOptions,
 ) -> Result<(String, serde_json::Value)> {
+    let model = &manifest.model;
     let length = entry.length;
     let fail = |e: String| Error::Build {
         length,
@@ -321,10 +400,11 @@ fn tensorrt(
     let (min, opt, max) = options.profile();
     let (c, s) = (model.in_channels, model.input_size);
     let shapes = |b: u32| format!("x:{b}x{c}x{s}x{s},t:{b},k:{b},y:{b}");
-    let out = engine_file(Backend::TensorRt, length);
+    let variant = options.precision.filter(|_| options.is_variant(manifest));
+    let out = format!("{}.onnx", engine_stem(Backend::TensorRt, length, variant));
     let trt = ort::ep::TensorRT::default()
         .with_device_id(options.device_id)
-        .with_fp16(options.fp16)
+        .with_fp16(options.fp16())
         .with_engine_cache(true)
         .with_engine_cache_path(cache.display())
         .with_engine_cache_prefix(&prefix)
@@ -367,7 +447,7 @@ fn tensorrt(
         "source": entry.file,
         "content_hash": entry.content_hash,
         "device_id": options.device_id,
-        "fp16": options.fp16,
+        "fp16": options.fp16(),
         "engine_cache_path": "trt",
         "engine_cache_prefix": prefix,
         "timing_cache_path": "trt",

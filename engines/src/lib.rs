@@ -9,6 +9,9 @@
 //!   - `tensorrt`: ONNX Runtime's TensorRT provider writes an EP-context model
 //!     `model_l{l}.tensorrt.onnx` (embed mode 0) and the serialized engine under `trt/`, keyed
 //!     by the manifest's content hash, with one timing cache for all lengths.
+//!   - `--precision int8` (ort-cpu): the graph's matrix products rewritten to int8
+//!     (`DynamicQuantizeMatMul`, see [`int8`]) before the same optimization; the int8 weights
+//!     of all lengths in one shared `weights.int8.<hash>.bin`.
 //! - [`bench`] measures one engine call per length and batch and records the medians as the
 //!   manifest's calibration, which `Runtime::pick_for_budget` reads.
 //!
@@ -22,6 +25,7 @@ pub mod backend;
 pub mod bench;
 pub mod build;
 mod error;
+pub mod int8;
 pub mod relink;
 pub mod triton;
 

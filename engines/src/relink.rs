@@ -16,6 +16,7 @@ use std::path::Path;
 
 use odelt_export::external::{read_model, ExternalFiles, ExternalRef};
 use odelt_format::atomic::{write_atomic, AtomicFile};
+use onnx_protobuf::ModelProto;
 use protobuf::Message;
 
 use crate::error::{Error, Result};
@@ -38,8 +39,9 @@ pub struct Relinked {
 }
 
 /// Rewrites the optimized model `dir/optimized` (whose external data ONNX Runtime wrote next to
-/// it) into `dir/out_model`: initializers equal to the plain graph `dir/plain`'s reference
-/// `weights_file`, the rest go to `dir/OWN_STEM.HASH.data` (created only when needed), named
+/// it) into `dir/out_model`: initializers equal to those the graph `dir/plain` references in
+/// one of `shared_files` (the export's `weights.bin`, and the int8 weights of int8 engines)
+/// reference those bytes, the rest go to `dir/OWN_STEM.HASH.data` (created only when needed), named
 /// by its content so that the model it replaces keeps the data file it references until the
 /// new model is in place: a build killed at any moment leaves a consistent pair. Both outputs
 /// are written atomically; older `OWN_STEM.*.data` files are removed afterwards; the inputs are
@@ -48,7 +50,7 @@ pub fn relink(
     dir: &Path,
     plain: &str,
     optimized: &str,
-    weights_file: &str,
+    shared_files: &[&str],
     out_model: &str,
     own_stem: &str,
 ) -> Result<Relinked> {
@@ -58,7 +60,7 @@ pub fn relink(
         .initializer
         .iter()
         .filter_map(|t| ExternalRef::of(t).map(|r| (t.name.as_str(), r)))
-        .filter(|(_, r)| r.location == weights_file)
+        .filter(|(_, r)| shared_files.contains(&r.location.as_str()))
         .collect();
     let mut model = read_model(&dir.join(optimized))?;
     let mut files = ExternalFiles::new(dir);
@@ -107,13 +109,18 @@ pub fn relink(
         }
         report.own_file = Some(own_file);
     }
-    let bytes = model.write_to_bytes().map_err(|e| Error::Model {
-        path: dir.join(out_model).display().to_string(),
-        message: format!("cannot serialize: {e}"),
-    })?;
-    write_atomic(&dir.join(out_model), &bytes)?;
+    write_model(&dir.join(out_model), &model)?;
     remove_older_own_files(dir, own_stem, report.own_file.as_deref())?;
     Ok(report)
+}
+
+/// Writes `model` to `path` atomically.
+pub fn write_model(path: &Path, model: &ModelProto) -> Result<()> {
+    let bytes = model.write_to_bytes().map_err(|e| Error::Model {
+        path: path.display().to_string(),
+        message: format!("cannot serialize: {e}"),
+    })?;
+    Ok(write_atomic(path, &bytes)?)
 }
 
 /// Removes `OWN_STEM.data` and `OWN_STEM.*.data` except `keep`: data of engines this one replaced.
@@ -131,7 +138,7 @@ fn remove_older_own_files(dir: &Path, own_stem: &str, keep: Option<&str>) -> Res
     Ok(())
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
         .iter()

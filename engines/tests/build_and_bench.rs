@@ -6,7 +6,7 @@ use std::path::Path;
 use odelt_engines::{bench, build, record_calibration, Backend, BenchOptions, BuildOptions, Error};
 use odelt_export::{testing, ExportOptions};
 use odelt_runtime::manifest::{Calibration, Manifest};
-use odelt_runtime::{noise, ModelConfig, Runtime, RuntimeOptions};
+use odelt_runtime::{noise, ModelConfig, Precision, Runtime, RuntimeOptions};
 
 fn tiny_export(dir: &Path) -> std::path::PathBuf {
     let ckpt = dir.join("ckpt");
@@ -17,11 +17,22 @@ fn tiny_export(dir: &Path) -> std::path::PathBuf {
 }
 
 fn run(dir: &Path, prefer_built: bool, length: u32, batch: usize) -> (bool, Vec<f32>) {
+    run_at(dir, prefer_built, None, length, batch)
+}
+
+fn run_at(
+    dir: &Path,
+    prefer_built: bool,
+    precision: Option<Precision>,
+    length: u32,
+    batch: usize,
+) -> (bool, Vec<f32>) {
     let rt = Runtime::open(
         dir,
         RuntimeOptions::default()
             .with_intra_threads(1)
-            .with_prefer_built_engines(prefer_built),
+            .with_prefer_built_engines(prefer_built)
+            .with_precision(precision),
     )
     .unwrap();
     let engine = rt.engine(length).unwrap();
@@ -84,6 +95,113 @@ fn built_ort_cpu_engine_matches_the_plain_graph() {
     assert!(stray.is_empty(), "{stray:?}");
 }
 
+fn int8_options() -> BuildOptions {
+    BuildOptions {
+        precision: Some(Precision::Int8),
+        ..Default::default()
+    }
+}
+
+/// (max |a − b|, max |a|)
+fn max_error(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(b).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    (err, scale)
+}
+
+#[test]
+fn int8_engines_sit_beside_fp32_share_one_int8_file_and_stay_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_export(tmp.path());
+    // Without int8 engines, asking for int8 is an input error naming the build command.
+    let rt = Runtime::open(
+        &dir,
+        RuntimeOptions::default().with_precision(Some(Precision::Int8)),
+    )
+    .unwrap();
+    let err = rt.engine(4).unwrap_err();
+    assert!(
+        err.is_input() && err.to_string().contains("--precision int8"),
+        "{err}"
+    );
+
+    build(&dir, &BuildOptions::default(), |_| {}).unwrap();
+    build(&dir, &int8_options(), |_| {}).unwrap();
+    build(&dir, &int8_options(), |_| {}).unwrap(); // a rebuild replaces, does not add
+    let manifest = Manifest::read(&dir).unwrap();
+    let int8_files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(odelt_engines::int8::FILE_PREFIX))
+        .collect();
+    assert_eq!(int8_files.len(), 1, "{int8_files:?}");
+    for entry in &manifest.lengths {
+        assert_eq!(entry.engines.len(), 2, "{:?}", entry.engines);
+        let int8 = entry.engines.iter().find(|e| e.precision == "int8").unwrap();
+        assert_eq!(int8.backend, "ort-cpu");
+        assert_eq!(int8.file, format!("model_l{}.ort-cpu-int8.onnx", entry.length));
+        // Every length's int8 weights are in the one shared file, none copied per length.
+        assert_eq!(int8.options["int8"]["weights"], int8_files[0].as_str());
+        assert_eq!(int8.options["own_bytes"], 0, "{}", int8.options);
+        // The blocks' four token linears, their adaLN, the embedders' four and the final
+        // layer's two linears: all int8, each MatMul's bias folded in.
+        let blocks = entry.length as u64;
+        assert_eq!(
+            int8.options["int8"]["products"],
+            5 * blocks + 6,
+            "{}",
+            int8.options
+        );
+        assert_eq!(int8.options["int8"]["biases_folded"], 4 * blocks + 1);
+        let model = odelt_export::external::read_model(&dir.join(&int8.file)).unwrap();
+        let ops: Vec<&str> = model.graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert!(ops.contains(&"DynamicQuantizeMatMul"), "{ops:?}");
+        // No fp32 matrix product with a weight is left (attention's products of two
+        // activations stay fp32).
+        let initializers: Vec<&str> = model.graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        for node in &model.graph.node {
+            if ["MatMul", "Gemm", "FusedMatMul"].contains(&node.op_type.as_str()) {
+                assert!(
+                    !node.input.iter().any(|i| initializers.contains(&i.as_str())),
+                    "{node:?}"
+                );
+            }
+        }
+
+        let (_, fp32) = run_at(&dir, true, None, entry.length, 3);
+        let (built, int8) = run_at(&dir, true, Some(Precision::Int8), entry.length, 3);
+        assert!(built);
+        let (err, scale) = max_error(&fp32, &int8);
+        assert!(
+            err > 0.0,
+            "l={}: the int8 engine gave the fp32 output",
+            entry.length
+        );
+        assert!(
+            err <= 0.05 * scale,
+            "l={}: max err {err} vs max |v| {scale}",
+            entry.length
+        );
+    }
+    // The fp32 engines are untouched by the int8 build.
+    for entry in &manifest.lengths {
+        let (_, plain) = run(&dir, false, entry.length, 2);
+        let (_, fp32) = run(&dir, true, entry.length, 2);
+        let (err, scale) = max_error(&plain, &fp32);
+        assert!(err <= 1e-5 * scale);
+    }
+    // int8 is built for ort-cpu only.
+    for backend in [Backend::OrtCuda, Backend::TensorRt] {
+        let options = BuildOptions {
+            backend,
+            ..int8_options()
+        };
+        let err = build(&dir, &options, |_| {}).unwrap_err();
+        assert!(err.is_input() && err.to_string().contains("int8"), "{err}");
+    }
+}
+
 #[test]
 fn gpu_backends_fail_with_one_line_when_the_provider_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -118,7 +236,7 @@ fn gpu_backends_fail_with_one_line_when_the_provider_is_missing() {
     let err = build(
         &dir,
         &BuildOptions {
-            fp16: true,
+            precision: Some(Precision::Fp16),
             ..Default::default()
         },
         |_| {},
@@ -161,6 +279,7 @@ fn calibration_is_recorded_and_drives_the_budget_pick() {
     for entry in &mut manifest.lengths {
         entry.calibration = vec![Calibration {
             backend: "ort-cpu".into(),
+            precision: None,
             batch: 1,
             threads: 1,
             ms_median: entry.length as f64 / 2.0,

@@ -24,4 +24,4 @@ pub mod tensors;
 pub use checkpoint::CheckpointMeta;
 pub use config::{join, ModelConfig};
 pub use error::{Error, Result};
-pub use manifest::Manifest;
+pub use manifest::{Manifest, Precision};

@@ -18,7 +18,8 @@ pub struct Manifest {
     pub model: ModelConfig,
     /// The checkpoint the graphs came from.
     pub source: Source,
-    /// Precision of matrix products in the graphs: "fp32" or "fp16".
+    /// Precision of matrix products in the graphs: "fp32" or "fp16" (built engines may differ:
+    /// `EngineEntry::precision`).
     pub precision: String,
     /// Element type of the graphs' `x` and `v`: "fp32" unless exported with fp16 I/O.
     #[serde(default = "fp32")]
@@ -66,7 +67,7 @@ pub struct EngineEntry {
     pub backend: String,
     /// The built artefact (optimized model, EP-context model), relative to the manifest.
     pub file: String,
-    /// "fp32" or "fp16".
+    /// "fp32", "fp16" or "int8" ([`Precision`]).
     pub precision: String,
     pub build_seconds: f64,
     /// Backend-specific settings used to build it.
@@ -77,6 +78,10 @@ pub struct EngineEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub backend: String,
+    /// The measured engines' precision; absent in manifests written before int8 engines,
+    /// whose calibration is of the export's own precision ([`Manifest::calibration_precision`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
     pub batch: u32,
     pub threads: u32,
     pub ms_median: f64,
@@ -149,5 +154,57 @@ impl Manifest {
 
     pub fn largest_length(&self) -> Option<u32> {
         self.lengths.iter().map(|e| e.length).max()
+    }
+
+    /// The precision a calibration entry measured.
+    pub fn calibration_precision<'a>(&'a self, c: &'a Calibration) -> &'a str {
+        c.precision.as_deref().unwrap_or(&self.precision)
+    }
+}
+
+/// Precision of an engine's matrix products. An export is fp32 or fp16 (`odelt export
+/// --fp16`); int8 engines are built from an fp32 export (`odelt engines build --precision
+/// int8`); TensorRT builds fp16 engines from an fp32 export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Precision {
+    Fp32,
+    Fp16,
+    Int8,
+}
+
+impl Precision {
+    pub const NAMES: [&'static str; 3] = ["fp32", "fp16", "int8"];
+
+    /// The manifest's name: "fp32", "fp16" or "int8".
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "fp32" => Ok(Precision::Fp32),
+            "fp16" => Ok(Precision::Fp16),
+            "int8" => Ok(Precision::Int8),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown precision '{text}'; expected fp32, fp16 or int8"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        Self::parse(text)
     }
 }

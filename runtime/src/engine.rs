@@ -8,20 +8,41 @@ use ort::environment::Environment;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorElementType, TensorRef};
 
+use crate::cuda_graph::CudaGraph;
 use crate::error::{Error, Result};
 use crate::options::RuntimeOptions;
-use crate::session;
+use crate::session::{self, Provider};
 use odelt_format::manifest::{LengthEntry, Manifest};
 
-/// The graph file to load for `entry`: a built engine for the provider's backend when asked
-/// for and present, else the plain graph. Returns the path and whether it is a built engine.
-fn engine_file(dir: &Path, entry: &LengthEntry, options: &RuntimeOptions) -> (PathBuf, bool) {
-    if options.prefer_built_engines {
-        let backend = options.provider.backend();
-        for built in entry.engines.iter().filter(|e| e.backend == backend) {
+/// The graph file to load for `entry`: a built engine for the provider's backend and the wanted
+/// precision when asked for and present, else the plain graph (when it runs at that
+/// precision). Returns the path and whether it is a built engine.
+fn engine_file(
+    dir: &Path,
+    manifest: &Manifest,
+    entry: &LengthEntry,
+    options: &RuntimeOptions,
+) -> Result<(PathBuf, bool)> {
+    let backend = options.provider.backend();
+    let precision = options.precision_name(manifest);
+    let plain_runs = options.plain_graph_runs(manifest);
+    if options.prefer_built_engines || !plain_runs {
+        let wanted = entry
+            .engines
+            .iter()
+            .filter(|e| e.backend == backend && e.precision == precision);
+        for built in wanted {
             let path = dir.join(&built.file);
             if path.is_file() {
-                return (path, true);
+                return Ok((path, true));
+            }
+            if !plain_runs {
+                return Err(Error::NotFound(format!(
+                    "length {}: the {precision} {backend} engine {} is missing; build it again with \
+                     `odelt engines build --backend {backend} --precision {precision}`",
+                    entry.length,
+                    path.display()
+                )));
             }
             tracing::warn!(
                 "length {}: {} engine {} is missing; using the plain graph",
@@ -31,30 +52,49 @@ fn engine_file(dir: &Path, entry: &LengthEntry, options: &RuntimeOptions) -> (Pa
             );
         }
     }
-    (dir.join(&entry.file), false)
+    if !plain_runs {
+        return Err(Error::NotFound(format!(
+            "length {}: no {precision} {backend} engine (the export's graphs are {}); build one with \
+             `odelt engines build --backend {backend} --precision {precision}`",
+            entry.length, manifest.precision
+        )));
+    }
+    Ok((dir.join(&entry.file), false))
+}
+
+/// A session and, with CUDA graphs, its bound device buffers.
+struct Slot {
+    session: Session,
+    graph: Option<CudaGraph>,
+}
+
+impl Slot {
+    fn new(session: Session) -> Self {
+        Self { session, graph: None }
+    }
 }
 
 /// A fixed number of sessions shared by threads: `acquire` takes an idle one, creates one while
 /// under the limit, or waits.
 struct SessionPool {
-    idle: Mutex<(Vec<Session>, usize)>,
+    idle: Mutex<(Vec<Slot>, usize)>,
     returned: Condvar,
     max: usize,
 }
 
 struct PooledSession<'a> {
     pool: &'a SessionPool,
-    session: Option<Session>,
+    session: Option<Slot>,
 }
 
 impl SessionPool {
-    fn lock(&self) -> Result<MutexGuard<'_, (Vec<Session>, usize)>> {
+    fn lock(&self) -> Result<MutexGuard<'_, (Vec<Slot>, usize)>> {
         self.idle
             .lock()
             .map_err(|_| Error::Internal("session pool lock poisoned".into()))
     }
 
-    fn acquire(&self, create: impl Fn() -> Result<Session>) -> Result<PooledSession<'_>> {
+    fn acquire(&self, create: impl Fn() -> Result<Slot>) -> Result<PooledSession<'_>> {
         let mut state = self.lock()?;
         loop {
             if let Some(session) = state.0.pop() {
@@ -82,6 +122,14 @@ impl SessionPool {
                 .wait(state)
                 .map_err(|_| Error::Internal("session pool lock poisoned".into()))?;
         }
+    }
+}
+
+impl PooledSession<'_> {
+    fn slot(&mut self) -> Result<&mut Slot> {
+        self.session
+            .as_mut()
+            .ok_or_else(|| Error::Internal("a pooled session went missing".into()))
     }
 }
 
@@ -134,7 +182,7 @@ impl Engine {
         entry: &LengthEntry,
         options: &RuntimeOptions,
     ) -> Result<Self> {
-        let (file, built) = engine_file(dir, entry, options);
+        let (file, built) = engine_file(dir, manifest, entry, options)?;
         let model = &manifest.model;
         let shape = [
             model.in_channels as usize,
@@ -165,7 +213,7 @@ impl Engine {
                 .idle
                 .lock()
                 .map_err(|_| Error::Internal("session pool lock poisoned".into()))?;
-            state.0.push(session);
+            state.0.push(Slot::new(session));
             state.1 = 1;
         }
         tracing::info!(
@@ -274,6 +322,13 @@ impl Engine {
                 self.numel
             )));
         }
+        if let Provider::Cuda {
+            device_id,
+            cuda_graph: true,
+        } = self.options.provider
+        {
+            return self.run_graph(device_id, (x, t, k, y), out);
+        }
         let call = Instant::now();
         let backend = |e: ort::Error| Error::Backend(format!("length {}: {e}", self.length));
         let [c, h, w] = self.shape;
@@ -295,14 +350,9 @@ impl Engine {
         };
         let inputs = [i0, i1, i2, i3];
 
-        let wait = Instant::now();
-        let mut pooled = self.pool.acquire(|| self.create_session())?;
-        let waited = wait.elapsed();
-        let session = pooled
-            .session
-            .as_mut()
-            .ok_or_else(|| Error::Internal("a pooled session went missing".into()))?;
-        let outputs = session.run(inputs).map_err(backend)?;
+        let (mut pooled, waited) = self.pooled()?;
+        let slot = pooled.slot()?;
+        let outputs = slot.session.run(inputs).map_err(backend)?;
         let v = outputs
             .get("v")
             .ok_or_else(|| Error::Backend(format!("length {}: no output 'v'", self.length)))?;
@@ -316,6 +366,48 @@ impl Engine {
         }
         out.copy_from_slice(data);
         drop(outputs);
+        Ok(call.elapsed().saturating_sub(waited))
+    }
+}
+
+impl Engine {
+    /// A session from the pool, and how long the wait for it (or its creation) took.
+    fn pooled(&self) -> Result<(PooledSession<'_>, Duration)> {
+        let wait = Instant::now();
+        let pooled = self.pool.acquire(|| self.create_session().map(Slot::new))?;
+        Ok((pooled, wait.elapsed()))
+    }
+
+    /// [`Engine::run`] through a CUDA graph: the session's bound buffers, created for its first
+    /// call's batch size.
+    fn run_graph(
+        &self,
+        device_id: i32,
+        inputs: (&[f32], &[f32], &[f32], &[i64]),
+        out: &mut [f32],
+    ) -> Result<Duration> {
+        let (x, t, k, y) = inputs;
+        let backend = |e: ort::Error| Error::Backend(format!("length {} (CUDA graph): {e}", self.length));
+        let call = Instant::now();
+        let (mut pooled, waited) = self.pooled()?;
+        let slot = pooled.slot()?;
+        let batch = t.len();
+        if slot.graph.is_none() {
+            slot.graph = Some(CudaGraph::new(&slot.session, device_id, batch, self.shape).map_err(backend)?);
+        }
+        let graph = slot
+            .graph
+            .as_mut()
+            .ok_or_else(|| Error::Internal("a CUDA graph binding went missing".into()))?;
+        if graph.batch() != batch {
+            return Err(Error::InvalidArgument(format!(
+                "length {}: a CUDA graph replays one batch size; this engine's session captured {} rows, \
+                 this call has {batch} (use one batch size, e.g. --max-batch, or the cuda provider)",
+                self.length,
+                graph.batch()
+            )));
+        }
+        graph.run(&mut slot.session, x, t, k, y, out).map_err(backend)?;
         Ok(call.elapsed().saturating_sub(waited))
     }
 }

@@ -17,6 +17,7 @@
 //! The noise for a seed is defined in [`noise`]; the C ABI is in [`ffi`] (`include/odelt.h`).
 #![warn(clippy::unwrap_used)]
 
+mod cuda_graph;
 pub mod decoder;
 pub mod engine;
 pub mod error;
@@ -33,7 +34,7 @@ pub mod session;
 pub mod solver;
 
 /// The formats the runtime reads, from `odelt-format`.
-pub use odelt_format::{config, manifest, CheckpointMeta, Manifest, ModelConfig};
+pub use odelt_format::{config, manifest, CheckpointMeta, Manifest, ModelConfig, Precision};
 
 pub use decoder::{Decoder, Images};
 pub use engine::Engine;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use odelt_format::{Manifest, Precision};
 use ort::session::builder::GraphOptimizationLevel;
 
 use crate::remote::RemoteOptions;
@@ -21,6 +22,9 @@ pub struct RuntimeOptions {
     /// Use an engine built for the provider's backend (`LengthEntry::engines`) when its file
     /// exists, else the plain graph.
     pub prefer_built_engines: bool,
+    /// Precision of the engines to run; `None`: the export's own (fp16 for the `tensorrt-fp16`
+    /// provider). A precision the plain graphs do not have (int8) needs built engines.
+    pub precision: Option<Precision>,
     /// Sessions per length: concurrent callers of one length share this many sessions
     /// (`Session::run` needs exclusive access). Each holds its own copy of the working memory.
     pub sessions_per_engine: usize,
@@ -37,6 +41,7 @@ impl Default for RuntimeOptions {
             provider: Provider::Cpu,
             max_batch: 0,
             prefer_built_engines: true,
+            precision: None,
             sessions_per_engine: 1,
             remote: None,
         }
@@ -75,6 +80,11 @@ impl RuntimeOptions {
         self
     }
     #[must_use]
+    pub fn with_precision(mut self, precision: Option<Precision>) -> Self {
+        self.precision = precision;
+        self
+    }
+    #[must_use]
     pub fn with_sessions_per_engine(mut self, sessions: usize) -> Self {
         self.sessions_per_engine = sessions;
         self
@@ -82,6 +92,25 @@ impl RuntimeOptions {
 }
 
 impl RuntimeOptions {
+    /// The precision of the engines this runtime runs on `manifest`'s export (the manifest's
+    /// name for it).
+    pub fn precision_name<'a>(&self, manifest: &'a Manifest) -> &'a str {
+        match (self.precision, self.provider) {
+            (Some(p), _) => p.name(),
+            (None, Provider::TensorRt { fp16: true, .. }) => Precision::Fp16.name(),
+            (None, _) => &manifest.precision,
+        }
+    }
+
+    /// True when the plain graphs run at the wanted precision without a built engine: the
+    /// export's own precision, or fp16 under TensorRT (which builds its engine at load).
+    pub(crate) fn plain_graph_runs(&self, manifest: &Manifest) -> bool {
+        let wanted = self.precision_name(manifest);
+        wanted == manifest.precision
+            || (wanted == Precision::Fp16.name()
+                && matches!(self.provider, Provider::TensorRt { fp16: true, .. }))
+    }
+
     /// The session settings of an engine: a plain graph is optimized at load, a built engine
     /// was optimized when it was built.
     pub(crate) fn session(&self, optimize: bool) -> SessionConfig {

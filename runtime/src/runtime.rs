@@ -14,7 +14,7 @@ use crate::options::RuntimeOptions;
 use crate::ortlib;
 use crate::remote::RemoteClient;
 use crate::sample::{self, EngineRows, SampleRequest, Samples};
-use odelt_format::manifest::Manifest;
+use odelt_format::manifest::{Calibration, LengthEntry, Manifest};
 
 /// An export folder ready to sample from. `Send + Sync`: share it (e.g. in an `Arc`) between
 /// threads; each length's engine opens on first use and stays open.
@@ -201,26 +201,32 @@ pub struct BudgetPick {
 }
 
 impl Runtime {
+    /// The calibration entries of `entry` measured for this runtime's backend and precision.
+    pub fn own_calibration<'a>(&'a self, entry: &'a LengthEntry) -> impl Iterator<Item = &'a Calibration> {
+        let backend = self.options().provider.backend();
+        let precision = self.options().precision_name(self.manifest());
+        entry
+            .calibration
+            .iter()
+            .filter(move |c| c.backend == backend && self.manifest().calibration_precision(c) == precision)
+    }
+
     /// Predicted milliseconds of one evaluation of `rows` rows at `length`, from the manifest's
     /// calibration for this provider's backend: `ceil(rows / max_batch)` calls, each at the
     /// measured median for its batch (linear between measured batches, proportional beyond
     /// the largest, the smallest's time below it). `None` without calibration.
     pub fn predicted_eval_ms(&self, length: u32, rows: usize) -> Option<f64> {
         let entry = self.manifest().entry(length).ok()?;
-        let backend = self.options().provider.backend();
         let threads = self.options().intra_threads as u32;
-        let mut points: Vec<(f64, f64)> = entry
-            .calibration
-            .iter()
-            .filter(|c| c.backend == backend && (threads == 0 || c.threads == threads))
+        let mut points: Vec<(f64, f64)> = self
+            .own_calibration(entry)
+            .filter(|c| threads == 0 || c.threads == threads)
             .map(|c| (c.batch as f64, c.ms_median))
             .collect();
         if points.is_empty() {
             // Calibrated with another thread count: better than nothing.
-            points = entry
-                .calibration
-                .iter()
-                .filter(|c| c.backend == backend)
+            points = self
+                .own_calibration(entry)
                 .map(|c| (c.batch as f64, c.ms_median))
                 .collect();
         }
@@ -290,9 +296,10 @@ impl Runtime {
         }
         if !calibrated {
             return invalid!(
-                "{}: no latency calibration for backend {} in the manifest; run `odelt bench --engines {}` first",
+                "{}: no latency calibration for backend {} at {} in the manifest; run `odelt bench --engines {}` first",
                 self.dir().display(),
                 self.options().provider.backend(),
+                self.options().precision_name(self.manifest()),
                 self.dir().display()
             );
         }

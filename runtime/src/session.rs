@@ -19,8 +19,11 @@ pub enum Provider {
     /// ONNX Runtime's CPU provider.
     #[default]
     Cpu,
-    /// The CUDA provider (from `onnxruntime-gpu`) on this device.
-    Cuda { device_id: i32 },
+    /// The CUDA provider (from `onnxruntime-gpu`) on this device. `cuda_graph`: ONNX Runtime
+    /// captures the engine call in a CUDA graph on the first run and replays it after; inputs
+    /// and outputs then live in device buffers at fixed addresses (IoBinding), one batch size
+    /// per session.
+    Cuda { device_id: i32, cuda_graph: bool },
     /// The TensorRT provider (TensorRT 10 for CUDA 13 beside `onnxruntime-gpu`), CUDA for the
     /// nodes TensorRT does not take.
     TensorRt { device_id: i32, fp16: bool },
@@ -36,7 +39,7 @@ impl Provider {
         }
     }
 
-    /// `cpu`, `cuda`, `cuda:1`, `tensorrt`, `tensorrt:0`, `tensorrt-fp16`.
+    /// `cpu`, `cuda`, `cuda:1`, `cuda-graph[:ID]`, `tensorrt`, `tensorrt:0`, `tensorrt-fp16`.
     pub fn parse(text: &str) -> Result<Self> {
         let (name, device) = match text.split_once(':') {
             Some((name, id)) => match id.parse::<i32>() {
@@ -47,7 +50,14 @@ impl Provider {
         };
         Ok(match name {
             "cpu" if device == 0 => Provider::Cpu,
-            "cuda" => Provider::Cuda { device_id: device },
+            "cuda" => Provider::Cuda {
+                device_id: device,
+                cuda_graph: false,
+            },
+            "cuda-graph" => Provider::Cuda {
+                device_id: device,
+                cuda_graph: true,
+            },
             "tensorrt" => Provider::TensorRt {
                 device_id: device,
                 fp16: false,
@@ -58,7 +68,7 @@ impl Provider {
             },
             _ => {
                 return invalid!(
-                    "unknown provider '{text}'; expected cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID]"
+                    "unknown provider '{text}'; expected cpu, cuda[:ID], cuda-graph[:ID], tensorrt[:ID] or tensorrt-fp16[:ID]"
                 )
             }
         })
@@ -79,7 +89,17 @@ impl Provider {
     pub fn dispatch(&self) -> Vec<ExecutionProviderDispatch> {
         match *self {
             Provider::Cpu => Vec::new(),
-            Provider::Cuda { device_id } => vec![cuda(device_id)],
+            Provider::Cuda {
+                device_id,
+                cuda_graph,
+            } => vec![ort::ep::CUDA::default()
+                .with_device_id(device_id)
+                .with_cuda_graph(cuda_graph)
+                // fp32 means fp32: ONNX Runtime's default TF32 matrix products carry 10
+                // mantissa bits (≈ 1e-3 relative), and PyTorch's fp32 default does not use them.
+                .with_tf32(false)
+                .build()
+                .error_on_failure()],
             Provider::TensorRt { device_id, fp16 } => vec![
                 ort::ep::TensorRT::default()
                     .with_device_id(device_id)
@@ -92,7 +112,7 @@ impl Provider {
     }
 }
 
-/// The CUDA provider on `device_id`, failing rather than falling back.
+/// The CUDA provider on `device_id` (as TensorRT's fallback), failing rather than falling back.
 pub fn cuda(device_id: i32) -> ExecutionProviderDispatch {
     ort::ep::CUDA::default()
         .with_device_id(device_id)

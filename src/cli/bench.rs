@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use odelt_engines::{bench, record_calibration, BenchOptions};
-use odelt_runtime::Provider;
+use odelt_runtime::{Precision, Provider};
 
 /// Measure engine latency per length and batch.
 #[derive(Debug, clap::Args)]
@@ -32,10 +32,14 @@ pub struct BenchArgs {
     /// Lengths to measure, comma-separated (default: every exported length).
     #[arg(long, value_delimiter = ',', value_name = "L,L,…")]
     pub lengths: Option<Vec<u32>>,
-    /// Execution provider: cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID]; calibration is
+    /// Execution provider: cpu, cuda[:ID], cuda-graph[:ID] (CUDA graphs, one batch size), tensorrt[:ID] or tensorrt-fp16[:ID]; calibration is
     /// recorded for its backend (ort-cpu, ort-cuda, tensorrt).
     #[arg(long, value_name = "P", default_value = "cpu")]
     pub provider: String,
+    /// Precision of the engines to run: fp32, fp16 or int8 [default: the export's own]. int8
+    /// needs engines built with `odelt engines build --backend ort-cpu --precision int8`.
+    #[arg(long, value_name = "P")]
+    pub precision: Option<Precision>,
     /// Time the plain graphs even when built engines exist.
     #[arg(long)]
     pub plain: bool,
@@ -56,6 +60,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         provider: Provider::parse(&args.provider)?,
         prefer_built_engines: !args.plain,
         lengths: args.lengths.clone(),
+        precision: args.precision,
         ort_library: args.ort_library.clone(),
     };
     let bar = ProgressBar::new(0);
@@ -93,6 +98,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "runs": c.runs,
                 "threads": c.threads,
                 "backend": c.backend,
+                "precision": c.precision,
                 "file": m.file,
                 "built": m.built,
                 "ratio_to_largest": ratio,
@@ -100,9 +106,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("{line}");
         } else {
             println!(
-                "l={:<3} batch {:<3} median {:>9.3} ms  (min {:.3}, max {:.3}, {} runs, {} threads)  {:.3}× the largest length  {}{}",
+                "l={:<3} batch {:<3} {} median {:>9.3} ms  (min {:.3}, max {:.3}, {} runs, {} threads)  {:.3}× the largest length  {}{}",
                 m.length,
                 m.batch,
+                c.precision.as_deref().unwrap_or(""),
                 c.ms_median,
                 c.ms_min,
                 c.ms_max,

@@ -10,6 +10,7 @@ use indicatif::ProgressBar;
 
 use crate::demo::job::{run as run_demo, DemoEvent, DemoOptions, DemoResult, Source, BACKEND, SAMPLES};
 use crate::demo::Cell;
+use odelt_runtime::Precision;
 
 /// Training steps of `--train` when `--steps` is not given.
 const DEFAULT_STEPS: u64 = 400;
@@ -44,8 +45,15 @@ pub struct DemoArgs {
     /// Noise seed of the samples (the same noise in every cell) and of --train.
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
-    /// Print one JSON line per cell (length, steps, nfe, wall_ms, speedup, n, runs) instead of
-    /// the table.
+    /// Precisions to compare, comma-separated (e.g. fp32,int8): ort-cpu engines of each are
+    /// built when missing, every cell is sampled with each (the same noise), the first
+    /// precision's figure goes to grid.png and the others' to grid-<precision>.png; speed-ups
+    /// are over the first precision's full model with the plain flow [default: the export's
+    /// own].
+    #[arg(long, value_delimiter = ',', value_name = "P,P,…")]
+    pub precision: Vec<Precision>,
+    /// Print one JSON line per cell (precision, length, steps, nfe, wall_ms, speedup, n, runs)
+    /// instead of the table.
     #[arg(long)]
     pub json: bool,
 }
@@ -64,6 +72,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         out: args.out.clone(),
         threads: args.threads,
         seed: args.seed,
+        precisions: args.precision.clone(),
     };
     let mut bar: Option<ProgressBar> = None;
     let result = run_demo(&options, |event| match event {
@@ -99,15 +108,21 @@ fn report(args: &DemoArgs, result: &DemoResult) {
     let DemoResult {
         checkpoint,
         step,
-        cells,
-        quality,
-        grid,
+        figures,
     } = result;
     let ms = |c: &Cell| c.wall.as_secs_f64() * 1e3;
-    let reference = ms(&cells[0]);
+    let reference = ms(&figures[0].cells[0]);
+    let cells = figures.iter().flat_map(|f| {
+        f.cells
+            .iter()
+            .zip(&f.quality)
+            .map(move |(c, q)| (f.precision.as_str(), c, q))
+    });
+    let evaluated = figures.iter().any(|f| f.quality.iter().any(Option::is_some));
     if args.json {
-        for (c, q) in cells.iter().zip(quality) {
+        for (precision, c, q) in cells {
             let mut line = serde_json::json!({
+                "precision": precision,
                 "length": c.length,
                 "steps": c.steps,
                 "nfe": c.nfe,
@@ -119,8 +134,8 @@ fn report(args: &DemoArgs, result: &DemoResult) {
             if let Some(q) = q {
                 line["fd"] = q.fd.into();
                 line["fd_ci"] = serde_json::json!(q.fd_ci);
-                line["precision"] = q.precision.into();
-                line["recall"] = q.recall.into();
+                line["knn_precision"] = q.knn_precision.into();
+                line["knn_recall"] = q.knn_recall.into();
             }
             println!("{line}");
         }
@@ -131,22 +146,22 @@ fn report(args: &DemoArgs, result: &DemoResult) {
             args.seed
         );
         println!(
-            "{:>4} {:>5} {:>5} {:>10} {:>9}  {}",
-            "l", "T", "NFE", "wall ms", "speed-up", "quality (evaluated)"
+            "{:>9} {:>4} {:>5} {:>5} {:>10} {:>9}  {}",
+            "precision", "l", "T", "NFE", "wall ms", "speed-up", "quality (evaluated)"
         );
-        for (c, q) in cells.iter().zip(quality) {
+        for (precision, c, q) in cells {
             println!(
-                "{:>4} {:>5} {:>5} {:>10.1} {:>8.1}×  {}",
+                "{precision:>9} {:>4} {:>5} {:>5} {:>10.1} {:>8.1}×  {}",
                 c.length,
                 c.steps,
                 c.nfe,
                 ms(c),
                 reference / ms(c),
                 q.as_ref().map_or("–".into(), |q| format!(
-                    "{}, precision {:.2}, recall {:.2}",
+                    "{}, kNN precision {:.2}, recall {:.2}",
                     q.caption(),
-                    q.precision,
-                    q.recall
+                    q.knn_precision,
+                    q.knn_recall
                 ))
             );
         }
@@ -154,15 +169,17 @@ fn report(args: &DemoArgs, result: &DemoResult) {
             "wall ms: the median of up to {} calls for the whole batch",
             crate::demo::MAX_RUNS
         );
-        if quality.iter().any(Option::is_some) {
+        if evaluated {
             println!(
-                "quality: Fréchet distance (95% bootstrap interval), precision and recall of this \
-                 checkpoint's evaluation, {}",
+                "quality: Fréchet distance (95% bootstrap interval), kNN precision and recall from \
+                 this checkpoint's evaluation, {}",
                 checkpoint.join(crate::demo::quality::QUALITY_FILE).display()
             );
         }
     }
-    eprintln!("wrote {}", grid.display());
+    for figure in figures {
+        eprintln!("wrote {} ({})", figure.grid.display(), figure.precision);
+    }
     if args.train {
         eprintln!(
             "the samples come from a short training run and are blurry; `odelt demo --checkpoint {}` redraws \

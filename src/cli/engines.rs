@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use odelt_engines::{build, Backend, BuildEvent, BuildOptions, CpuLevel};
+use odelt_format::Precision;
 
 /// `odelt engines …`
 #[derive(Debug, clap::Args)]
@@ -31,10 +32,18 @@ pub struct BuildArgs {
     /// Runtime's TensorRT provider (EP-context model + engine cache under DIR/trt).
     #[arg(long, value_name = "BACKEND", value_parser = Backend::NAMES)]
     pub backend: String,
-    /// Float16 matrix products (TensorRT). ort-cpu/ort-cuda run the graph's own precision:
-    /// export with `odelt export --fp16` instead.
-    #[arg(long)]
+    /// Float16 matrix products (TensorRT); the same as `--precision fp16`. ort-cpu/ort-cuda run
+    /// the graph's own precision: export with `odelt export --fp16` instead.
+    #[arg(long, conflicts_with = "precision")]
     pub fp16: bool,
+    /// Precision of the engines [default: the export's own]: int8 (ort-cpu, from an fp32
+    /// export) quantizes every matrix product's weights to int8 with per-output-channel scales
+    /// (activations quantized at run time), stored once in weights.int8.<hash>.bin for all
+    /// lengths; fp16 (tensorrt). Engines of another precision than the export's sit beside
+    /// the others (model_l{l}.<backend>-<precision>.onnx); `--precision` of sample, bench,
+    /// serve, eval and demo picks them.
+    #[arg(long, value_name = "P")]
+    pub precision: Option<Precision>,
     /// Batch sizes the engines will run, comma-separated: TensorRT's optimization profile
     /// spans min..max with opt = max.
     #[arg(long, value_delimiter = ',', value_name = "B,B,…", default_value = "1")]
@@ -78,7 +87,11 @@ pub fn run(args: EnginesArgs) -> anyhow::Result<()> {
 fn run_build(args: BuildArgs) -> anyhow::Result<()> {
     let options = BuildOptions {
         backend: Backend::parse(&args.backend)?,
-        fp16: args.fp16,
+        precision: if args.fp16 {
+            Some(Precision::Fp16)
+        } else {
+            args.precision
+        },
         batches: args.batch.clone(),
         cfg: args.cfg,
         threads: args.threads,
@@ -116,8 +129,11 @@ fn run_build(args: BuildArgs) -> anyhow::Result<()> {
         let o = &b.entry.options;
         let weights = match (o.get("shared_bytes"), o.get("own_bytes")) {
             (Some(shared), Some(own)) => format!(
-                "  weights: {} MiB shared with weights.bin, {} MiB own",
+                "  weights: {} MiB shared with {}, {} MiB own",
                 mib(shared),
+                o.get("int8")
+                    .and_then(|i| i["weights"].as_str())
+                    .map_or("weights.bin".into(), |f| format!("weights.bin and {f}")),
                 mib(own)
             ),
             _ => String::new(),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use odelt_runtime::RuntimeOptions;
+use odelt_runtime::{Precision, RuntimeOptions};
 
 use crate::data::DataSource;
 use crate::eval::{assets_dir, evaluate, markdown_table, parse_solver, EvalOptions, FEATURES_FILE};
@@ -48,6 +48,11 @@ pub struct EvalArgs {
     /// ONNX Runtime intra-op threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Precisions to compare, comma-separated (e.g. fp32,int8): every cell is evaluated with
+    /// each, on the same noise [default: the export's own]. A precision other than the
+    /// export's needs built engines (`odelt engines build --backend ort-cpu --precision int8`).
+    #[arg(long, value_delimiter = ',', value_name = "P,P,…")]
+    pub precision: Vec<Precision>,
     /// One JSON line per cell instead of the Markdown table.
     #[arg(long)]
     pub json: bool,
@@ -76,12 +81,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bootstrap: args.bootstrap,
         seed: args.seed,
         runtime,
+        precisions: args.precision.clone(),
     };
     let bar = crate::progress::bar(0, "{spinner} eval [{bar:30}] {pos}/{len} cells {elapsed} {msg}");
     let result = evaluate(&options, |cell, total| {
         bar.set_length(total as u64);
         bar.inc(1);
-        bar.set_message(format!("l={} {}", cell.length, cell.solver));
+        bar.set_message(format!("l={} {} {}", cell.length, cell.precision, cell.solver));
         if args.json {
             bar.suspend(|| println!("{}", serde_json::to_string(cell).unwrap_or_default()));
         }

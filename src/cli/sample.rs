@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use odelt_format::atomic::write_atomic;
 use odelt_runtime::{
-    Decoder, Dopri5Options, Error as RtError, GuidanceMode, Labels, Provider, Runtime, RuntimeOptions,
-    SampleRequest, SolverChoice,
+    Decoder, Dopri5Options, Error as RtError, GuidanceMode, Labels, Precision, Provider, Runtime,
+    RuntimeOptions, SampleRequest, SolverChoice,
 };
 
 use crate::data::npy;
@@ -95,10 +95,14 @@ pub struct SampleArgs {
     /// (latents [N, C, H, W]) and one output (images [N, C', H', W'] in [-1, 1]).
     #[arg(long, value_name = "decoder.onnx")]
     pub decoder: Option<PathBuf>,
-    /// Execution provider: cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID]. A GPU
+    /// Execution provider: cpu, cuda[:ID], cuda-graph[:ID] (CUDA graphs, one batch size), tensorrt[:ID] or tensorrt-fp16[:ID]. A GPU
     /// provider missing from the loaded ONNX Runtime is an error, never a silent CPU fallback.
     #[arg(long, value_name = "P", default_value = "cpu")]
     pub provider: String,
+    /// Precision of the engines to run: fp32, fp16 or int8 [default: the export's own]. int8
+    /// needs engines built with `odelt engines build --backend ort-cpu --precision int8`.
+    #[arg(long, value_name = "P")]
+    pub precision: Option<Precision>,
     /// Largest batch per engine call; larger batches are split (0: no limit).
     #[arg(long, value_name = "B", default_value_t = 0)]
     pub max_batch: usize,
@@ -118,7 +122,8 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     let mut options = RuntimeOptions::default()
         .with_provider(Provider::parse(&args.provider)?)
         .with_intra_threads(args.threads)
-        .with_max_batch(args.max_batch);
+        .with_max_batch(args.max_batch)
+        .with_precision(args.precision);
     options.ort_library = args.ort_library.clone();
     options.remote = args.remote.options()?;
     let rt = Runtime::open(&args.engines, options.clone())?;

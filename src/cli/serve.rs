@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use odelt_runtime::Provider;
+use odelt_runtime::{Precision, Provider};
 
 use crate::serve::{ServeOptions, Server};
 
@@ -47,9 +47,13 @@ pub struct ServeArgs {
     /// slower client's connection is closed (head) or answered 408 (body).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub client_timeout_ms: u64,
-    /// Execution provider: cpu, cuda[:ID], tensorrt[:ID] or tensorrt-fp16[:ID].
+    /// Execution provider: cpu, cuda[:ID], cuda-graph[:ID] (CUDA graphs, one batch size), tensorrt[:ID] or tensorrt-fp16[:ID].
     #[arg(long, value_name = "P", default_value = "cpu")]
     pub provider: String,
+    /// Precision of the engines to run: fp32, fp16 or int8 [default: the export's own]. int8
+    /// needs engines built with `odelt engines build --backend ort-cpu --precision int8`.
+    #[arg(long, value_name = "P")]
+    pub precision: Option<Precision>,
     /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the scripts/setup.sh venv).
     #[arg(long, value_name = "PATH")]
     pub ort_library: Option<PathBuf>,
@@ -70,6 +74,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         deadline: Duration::from_millis(args.deadline_ms),
         client_timeout: Duration::from_millis(args.client_timeout_ms),
         provider: Provider::parse(&args.provider)?,
+        precision: args.precision,
         ort_library: args.ort_library,
         remote: args.remote.options()?,
         ..ServeOptions::new(args.engines)

@@ -7,7 +7,7 @@ use odelt_engines::{BuildEvent, BuildOptions};
 use odelt_export::{ExportOptions, Progress};
 use odelt_format::atomic::write_atomic;
 use odelt_format::checkpoint::MODEL_FILE;
-use odelt_format::CheckpointMeta;
+use odelt_format::{CheckpointMeta, Manifest, ModelConfig, Precision};
 use odelt_runtime::{Runtime, RuntimeOptions};
 
 use super::figure::Figure;
@@ -44,6 +44,9 @@ pub struct DemoOptions {
     pub threads: usize,
     /// Noise seed of every cell (and of training).
     pub seed: u64,
+    /// Precisions to compare (ort-cpu engines of each are built when missing); empty: the
+    /// export's own.
+    pub precisions: Vec<Precision>,
 }
 
 /// Progress of [`run`], for bars and notes.
@@ -64,6 +67,14 @@ pub enum DemoEvent {
 pub struct DemoResult {
     pub checkpoint: PathBuf,
     pub step: u64,
+    /// Per precision, in the order asked for: its name, cells and figure.
+    pub figures: Vec<PrecisionFigure>,
+}
+
+/// The cells and figure of one precision.
+#[derive(Debug)]
+pub struct PrecisionFigure {
+    pub precision: String,
     pub cells: Vec<Cell>,
     /// Each cell's measured quality, from the checkpoint's evaluation (`quality::QUALITY_FILE`).
     pub quality: Vec<Option<Quality>>,
@@ -92,30 +103,80 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
     } else {
         export(&checkpoint, &engines, &rows, &mut progress)?;
     }
-    let missing = lengths_without_engine(&engines, BACKEND)?;
-    if missing.is_empty() {
-        progress(DemoEvent::Note(format!(
-            "reusing the {BACKEND} engines in {}",
-            engines.display()
-        )));
+    let precisions: Vec<Option<Precision>> = if options.precisions.is_empty() {
+        vec![None]
     } else {
-        build_engines(&engines, missing, options.threads, &mut progress)?;
+        options.precisions.iter().copied().map(Some).collect()
+    };
+    let evaluated = quality::read(&checkpoint)?;
+    let mut figures = Vec::new();
+    for (index, &precision) in precisions.iter().enumerate() {
+        let runtime_options = RuntimeOptions::default()
+            .with_intra_threads(options.threads)
+            .with_precision(precision);
+        let name = runtime_options
+            .precision_name(&Manifest::read(&engines)?)
+            .to_string();
+        let missing = lengths_without_engine(&engines, BACKEND, &name)?;
+        if missing.is_empty() {
+            progress(DemoEvent::Note(format!(
+                "reusing the {name} {BACKEND} engines in {}",
+                engines.display()
+            )));
+        } else {
+            build_engines(&engines, missing, precision, options.threads, &mut progress)?;
+        }
+        let rt = Runtime::open(&engines, runtime_options)?;
+        let grid = if index == 0 {
+            options.out.join("grid.png")
+        } else {
+            options.out.join(format!("grid-{name}.png"))
+        };
+        let evaluated: Vec<Quality> = evaluated.iter().filter(|q| q.precision == name).cloned().collect();
+        let (cells, quality) = sample_figure(
+            &rt,
+            model,
+            (&rows, &columns),
+            options.seed,
+            &evaluated,
+            &grid,
+            &mut progress,
+        )?;
+        figures.push(PrecisionFigure {
+            precision: name,
+            cells,
+            quality,
+            grid,
+        });
     }
+    Ok(DemoResult {
+        checkpoint,
+        step: meta.step,
+        figures,
+    })
+}
 
-    let rt = Runtime::open(
-        &engines,
-        RuntimeOptions::default().with_intra_threads(options.threads),
-    )?;
+/// Samples and times every (row length, column steps) cell on `rt`'s engines and draws the
+/// figure into `grid`, each cell captioned with its quality in `evaluated` when there.
+fn sample_figure(
+    rt: &Runtime,
+    model: &ModelConfig,
+    (rows, columns): (&[u32], &[u32]),
+    seed: u64,
+    evaluated: &[Quality],
+    grid: &Path,
+    progress: &mut impl FnMut(DemoEvent),
+) -> anyhow::Result<(Vec<Cell>, Vec<Option<Quality>>)> {
     let labels = labels(SAMPLES, model.num_classes);
-    warm_up(&rt, &rows, SAMPLES, &labels)?;
+    warm_up(rt, rows, SAMPLES, &labels)?;
     progress(DemoEvent::Begin {
         phase: "sample",
         total: (rows.len() * columns.len()) as u64,
     });
     let mut cells = Vec::new();
-    for &length in &rows {
-        for &steps in &columns {
-            cells.push(measure(&rt, length, steps, options.seed, &labels)?);
+    for &length in rows {
+        for &steps in columns {
+            cells.push(measure(rt, length, steps, seed, &labels)?);
             progress(DemoEvent::Step {
                 message: format!("l={length} T={steps}"),
             });
@@ -123,10 +184,9 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
     }
     progress(DemoEvent::End);
 
-    let evaluated = quality::read(&checkpoint)?;
     let quality: Vec<Option<Quality>> = cells
         .iter()
-        .map(|c| quality::find(&evaluated, c.length, c.steps).cloned())
+        .map(|c| quality::find(evaluated, c.length, c.steps).cloned())
         .collect();
     let captions = if quality.iter().any(Option::is_some) {
         quality
@@ -149,15 +209,8 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
         cells: cells.iter().map(|c| c.data.as_slice()).collect(),
         captions,
     };
-    let grid = options.out.join("grid.png");
-    write_atomic(&grid, &figure.png()?)?;
-    Ok(DemoResult {
-        checkpoint,
-        step: meta.step,
-        cells,
-        quality,
-        grid,
-    })
+    write_atomic(grid, &figure.png()?)?;
+    Ok((cells, quality))
 }
 
 /// The shipped model's folder: $ODELT_ASSETS/fmnist, else assets/fmnist under the current
@@ -301,6 +354,7 @@ fn export(
 fn build_engines(
     engines: &Path,
     lengths: Vec<u32>,
+    precision: Option<Precision>,
     threads: usize,
     progress: &mut impl FnMut(DemoEvent),
 ) -> anyhow::Result<()> {
@@ -310,6 +364,7 @@ fn build_engines(
     });
     let options = BuildOptions {
         lengths: Some(lengths),
+        precision,
         threads,
         ..BuildOptions::default()
     };

@@ -98,9 +98,9 @@ pub fn export_matches(dir: &Path, checkpoint: &Path, lengths: &[u32]) -> bool {
         && dir.join(&manifest.weights_file).is_file()
 }
 
-/// Lengths of the export at `dir` without an up-to-date engine for `backend` (its file present
-/// and built from the graph with the current content hash).
-pub fn lengths_without_engine(dir: &Path, backend: &str) -> odelt_runtime::Result<Vec<u32>> {
+/// Lengths of the export at `dir` without an up-to-date engine for `backend` at `precision` (its
+/// file present and built from the graph with the current content hash).
+pub fn lengths_without_engine(dir: &Path, backend: &str, precision: &str) -> odelt_runtime::Result<Vec<u32>> {
     let manifest = Manifest::read(dir)?;
     Ok(manifest
         .lengths
@@ -108,6 +108,7 @@ pub fn lengths_without_engine(dir: &Path, backend: &str) -> odelt_runtime::Resul
         .filter(|entry| {
             !entry.engines.iter().any(|e| {
                 e.backend == backend
+                    && e.precision == precision
                     && dir.join(&e.file).is_file()
                     && e.options.get("content_hash").and_then(|h| h.as_str())
                         == Some(entry.content_hash.as_str())

@@ -13,12 +13,15 @@ pub const QUALITY_FILE: &str = "eval.jsonl";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Quality {
     pub length: u32,
+    /// The engines' precision (`fp32`, `int8`, …).
+    #[serde(default = "fp32")]
+    pub precision: String,
     /// As given to `odelt eval --solvers`, e.g. `euler:4`.
     pub solver: String,
     pub fd: f64,
     pub fd_ci: Option<[f64; 2]>,
-    pub precision: f64,
-    pub recall: f64,
+    pub knn_precision: f64,
+    pub knn_recall: f64,
 }
 
 impl Quality {
@@ -29,6 +32,10 @@ impl Quality {
             None => format!("FD {:.2}", self.fd),
         }
     }
+}
+
+fn fp32() -> String {
+    "fp32".into()
 }
 
 /// The evaluated cells of the checkpoint in `dir` (none when it has no [`QUALITY_FILE`]).

@@ -14,9 +14,12 @@ pub const DEFAULT_K: usize = 3;
 /// Rows per block of the pairwise-distance computation (bounds its memory to a block × N).
 const BLOCK: usize = 1024;
 
+/// Serialised as `knn_precision` and `knn_recall` (an eval cell's `precision` is its engines').
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PrecisionRecall {
+    #[serde(rename = "knn_precision")]
     pub precision: f64,
+    #[serde(rename = "knn_recall")]
     pub recall: f64,
 }
 

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use odelt_runtime::{
-    memory, Decoder, Dopri5Options, Labels, Runtime, RuntimeOptions, SampleRequest, SolverChoice,
+    memory, Decoder, Dopri5Options, Labels, Precision, Runtime, RuntimeOptions, SampleRequest,
+    SolverChoice,
 };
 use serde::Serialize;
 
@@ -83,12 +84,16 @@ pub struct EvalOptions {
     pub bootstrap: usize,
     pub seed: u64,
     pub runtime: RuntimeOptions,
+    /// Precisions to compare, each a row per cell (built engines, `odelt engines build
+    /// --precision`); empty: the runtime's.
+    pub precisions: Vec<Precision>,
 }
 
 /// One cell of the table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
     pub length: u32,
+    pub precision: String,
     pub solver: String,
     pub nfe: u64,
     /// Fréchet distance to the held-out images in the feature space.
@@ -182,12 +187,24 @@ pub fn evaluate(
     let num_classes = rt.manifest().model.num_classes as i64;
     let labels: Vec<i64> = (0..options.n as i64).map(|i| i % num_classes).collect();
     drop(rt);
+    let precisions: Vec<Option<Precision>> = if options.precisions.is_empty() {
+        vec![options.runtime.precision]
+    } else {
+        options.precisions.iter().copied().map(Some).collect()
+    };
+    let total = lengths.len() * precisions.len() * options.solvers.len();
     let mut cells = Vec::new();
-    for &length in &lengths {
-        // A runtime per length, so each length's peak memory is its own.
+    for (&length, &precision) in lengths
+        .iter()
+        .flat_map(|l| precisions.iter().map(move |p| (l, p)))
+    {
+        // A runtime per length and precision, so each one's peak memory is its own.
         memory::reset_peak_rss();
         let before = memory::current_rss_mb();
-        let rt = Runtime::open(&options.engines, options.runtime.clone())?;
+        let rt = Runtime::open(
+            &options.engines,
+            options.runtime.clone().with_precision(precision),
+        )?;
         // One untimed solve at the cells' batch, so no cell pays for opening the engine and
         // growing ONNX Runtime's arena.
         rt.sample(&SampleRequest::new(options.n, SolverChoice::Euler { steps: 1 }).with_length(length))?;
@@ -208,6 +225,7 @@ pub fn evaluate(
             let stats = FeatureStats::new(&generated, dim);
             let cell = Cell {
                 length,
+                precision: rt.options().precision_name(rt.manifest()).into(),
                 solver: name.clone(),
                 nfe: samples.stats.nfe as u64,
                 fd: frechet_distance(&stats, &reference.stats),
@@ -215,15 +233,38 @@ pub fn evaluate(
                     .map(|(lo, hi)| [lo, hi]),
                 quality: precision_recall(&reference.manifold, &Manifold::new(&generated, dim, DEFAULT_K)),
                 ms_per_image: samples.wall.as_secs_f64() * 1e3 / options.n as f64,
-                weight_mb: rt.manifest().entry(length)?.weight_bytes as f64 / 1e6,
+                weight_mb: weight_bytes(&rt, length)? as f64 / 1e6,
                 peak_rss_mb: peak,
                 added_rss_mb: peak.zip(before).map(|(peak, base)| peak - base),
             };
-            cell_done(&cell, lengths.len() * options.solvers.len());
+            cell_done(&cell, total);
             cells.push(cell);
         }
     }
     Ok((cells, reference.count()))
+}
+
+/// Bytes of weights the engine of `length` references: the export's for its own precision, the
+/// built engine's (shared and own) for another.
+fn weight_bytes(rt: &Runtime, length: u32) -> Result<u64> {
+    let manifest = rt.manifest();
+    let entry = manifest.entry(length)?;
+    let precision = rt.options().precision_name(manifest);
+    if precision == manifest.precision {
+        return Ok(entry.weight_bytes);
+    }
+    let backend = rt.options().provider.backend();
+    let bytes = entry
+        .engines
+        .iter()
+        .find(|e| e.backend == backend && e.precision == precision)
+        .map(|e| {
+            ["shared_bytes", "own_bytes"]
+                .iter()
+                .filter_map(|k| e.options[k].as_u64())
+                .sum()
+        });
+    Ok(bytes.unwrap_or(entry.weight_bytes))
 }
 
 fn open_features(path: &Path, options: &RuntimeOptions) -> Result<Decoder> {
@@ -240,15 +281,16 @@ fn open_features(path: &Path, options: &RuntimeOptions) -> Result<Decoder> {
 pub fn markdown_table(cells: &[Cell], n: usize, reference: usize) -> String {
     let mut out = format!(
         "Fréchet distance of {n} samples to {reference} held-out images (lower is better)\n\n\
-         | length | solver | NFE | FD | FD 95% CI | precision | recall | ms/image | weights MB | peak RSS MB | added RSS MB |\n\
-         |---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n"
+         | length | precision | solver | NFE | FD | FD 95% CI | kNN precision | kNN recall | ms/image | weights MB | peak RSS MB | added RSS MB |\n\
+         |---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n"
     );
     let mb = |v: Option<f64>| v.map_or("–".into(), |mb| format!("{mb:.0}"));
     for c in cells {
         let ci = c.fd_ci.map_or("–".into(), |[lo, hi]| format!("{lo:.3}–{hi:.3}"));
         out.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {ci} | {:.3} | {:.3} | {:.2} | {:.1} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.3} | {ci} | {:.3} | {:.3} | {:.2} | {:.1} | {} | {} |\n",
             c.length,
+            c.precision,
             c.solver,
             c.nfe,
             c.fd,

@@ -111,11 +111,7 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         .into_iter()
         .filter_map(|length| manifest.entry(length).ok())
         .map(|entry| {
-            let calibration: Vec<_> = entry
-                .calibration
-                .iter()
-                .filter(|c| c.backend == backend)
-                .collect();
+            let calibration: Vec<_> = runtime.own_calibration(entry).collect();
             serde_json::json!({
                 "length": entry.length,
                 "parameters": entry.parameters,
@@ -131,6 +127,7 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "denoise_timesteps": manifest.model.denoise_timesteps,
         "backend": backend,
         "remote": runtime.options().remote.as_ref().map(|r| r.endpoint.as_str()),
+        "precision": runtime.options().precision_name(manifest),
         "limits": {
             "max_n": state.limits.max_n,
             "max_steps": state.limits.max_steps,

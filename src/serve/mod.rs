@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use odelt_runtime::{Provider, RemoteOptions, Runtime, RuntimeOptions};
+use odelt_runtime::{Precision, Provider, RemoteOptions, Runtime, RuntimeOptions};
 
 use crate::bad_input;
 pub use error::ApiError;
@@ -63,6 +63,8 @@ pub struct ServeOptions {
     /// bytes would otherwise hold a connection (and its body a task) for as long as it likes.
     pub client_timeout: Duration,
     pub provider: Provider,
+    /// Precision of the engines (`None`: the export's own).
+    pub precision: Option<Precision>,
     pub ort_library: Option<PathBuf>,
     /// Engine calls go to this KServe v2 server (Triton) instead of ONNX Runtime here.
     pub remote: Option<RemoteOptions>,
@@ -84,6 +86,7 @@ impl ServeOptions {
             body_limit: 64 * 1024,
             client_timeout: Duration::from_secs(10),
             provider: Provider::Cpu,
+            precision: None,
             ort_library: None,
             remote: None,
         }
@@ -122,7 +125,8 @@ impl Server {
         let mut runtime_options = RuntimeOptions::default()
             .with_provider(options.provider)
             .with_intra_threads(options.threads)
-            .with_max_batch(options.max_batch);
+            .with_max_batch(options.max_batch)
+            .with_precision(options.precision);
         runtime_options.ort_library = options.ort_library.clone();
         runtime_options.remote = options.remote.clone();
         let runtime = Arc::new(Runtime::open(&options.engines, runtime_options)?);

@@ -8,6 +8,8 @@
 #                              onnx, numpy; ~5 GB) and the dataset
 #   scripts/setup.sh --browser also the Debian package chromium (the headless browser that
 #                              tests/serve.rs drives to test `odelt serve`'s web page)
+#   scripts/setup.sh --bench   also a small venv with scipy, numpy and onnxruntime (~60 MB) for
+#                              benches/dopri5_vs_rk45.py
 #
 # Everything goes to ${ODELT_CACHE:-~/.cache/odelt}, in folders keyed by the versions, so a clean
 # clone reuses it. Source scripts/env.sh afterwards (or let the README commands do it).
@@ -15,9 +17,11 @@ set -euo pipefail
 
 TORCH_VERSION=2.13.0
 ORT_VERSION=1.31.1
+SCIPY_VERSION=1.17.1
 CACHE="${ODELT_CACHE:-$HOME/.cache/odelt}"
 ORT_VENV="$CACHE/venv-ort${ORT_VERSION}"
 TRAIN_VENV="$CACHE/venv-torch${TORCH_VERSION}-ort${ORT_VERSION}"
+BENCH_VENV="$CACHE/venv-scipy${SCIPY_VERSION}-ort${ORT_VERSION}"
 FMNIST=/usr/share/datasets/fashion-mnist
 
 log() { echo "setup: $*" >&2; }
@@ -25,13 +29,15 @@ log() { echo "setup: $*" >&2; }
 train=0
 data=0
 browser=0
+bench=0
 for arg in "$@"; do
   case "$arg" in
     --train) train=1; data=1 ;;
     --data) data=1 ;;
     --browser) browser=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "setup: unknown option '$arg' (expected --data, --train or --browser)" >&2; exit 2 ;;
+    --bench) bench=1 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (expected --data, --train, --browser or --bench)" >&2; exit 2 ;;
   esac
 done
 
@@ -58,6 +64,11 @@ fi
 if [[ $train -eq 1 && ! -f "$TRAIN_VENV/.odelt-complete" ]]; then
   log "creating the training venv $TRAIN_VENV (torch==$TORCH_VERSION, onnxruntime==$ORT_VERSION; ~5 GB, a few minutes)"
   make_venv "$TRAIN_VENV" "torch==$TORCH_VERSION" "onnxruntime==$ORT_VERSION" onnx numpy
+fi
+
+if [[ $bench -eq 1 && ! -f "$BENCH_VENV/.odelt-complete" ]]; then
+  log "creating the bench venv $BENCH_VENV (scipy==$SCIPY_VERSION, onnxruntime==$ORT_VERSION; ~60 MB)"
+  make_venv "$BENCH_VENV" "scipy==$SCIPY_VERSION" "onnxruntime==$ORT_VERSION" numpy
 fi
 
 apt_install() {

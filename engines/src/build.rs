@@ -109,6 +109,13 @@ impl BuildOptions {
                 }
             }
             Backend::TensorRt => {
+                if manifest.ops != "standard" {
+                    return invalid!(
+                        "tensorrt needs graphs of standard ONNX operators (this export's are {}: \
+                         ONNX Runtime's com.microsoft operators); export with `odelt export --standard-ops`",
+                        manifest.ops
+                    );
+                }
                 let mut distinct = self.batches.clone();
                 distinct.dedup();
                 if self.cuda_graph && distinct.len() > 1 {

@@ -5,6 +5,7 @@ Also measures the machine's sgemm rate at a DiT-sized product, same threads.
     source scripts/env.sh
     python benches/pytorch_eager.py --checkpoint CKPT --lengths 4,8,12 --batch 1 --threads 2 --runs 10
     python benches/pytorch_eager.py --sgemm --threads 2
+    python benches/pytorch_eager.py --checkpoint CKPT --lengths 4,8,12 --compile   # torch.compile
 
 Prints one JSON line per measurement (length, batch, ms_median, ms_min, ms_max) or, with
 --sgemm, the GFLOP/s of a [M,K]x[K,N] float32 matmul.
@@ -106,6 +107,7 @@ def main():
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--sgemm", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="time torch.compile(model) (inductor) instead of eager")
     ap.add_argument("--mkn", default="256,768,3072", help="sgemm sizes M,K,N (DiT-B fc1 at 256 tokens)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -125,10 +127,11 @@ def main():
     k = torch.full((a.batch,), float(int(math.log2(cfg.get("denoise_timesteps", 128)))))
     y = torch.zeros(a.batch, dtype=torch.long)
     lengths = [int(l) for l in a.lengths.split(",") if l] or [cfg["depth"]]
+    run = torch.compile(model) if a.compile else model
     for l in lengths:
         with torch.inference_mode():
-            med, lo, hi = timed(lambda: model(x, t, k, y, l), a.runs, a.warmup)
-        print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "length": l, "batch": a.batch,
+            med, lo, hi = timed(lambda: run(x, t, k, y, l), a.runs, a.warmup)
+        print(json.dumps({"impl": "pytorch-compile" if a.compile else "pytorch-eager", "torch": torch.__version__, "length": l, "batch": a.batch,
                           "threads": a.threads, "ms_median": med, "ms_min": lo, "ms_max": hi, "runs": a.runs}))
 
 

@@ -447,7 +447,7 @@ mod tests {
             eprintln!("dopri5 f32 tol {tol:e}: err {err:e}, {stats:?}");
             assert!(err < 5.0 * tol, "tol {tol}: err {err}");
             assert_eq!(stats.nfe, 2 + 6 * (stats.accepted_steps + stats.rejected_steps));
-            assert!(stats.nfe > last_nfe, "tighter tolerance, more work");
+            assert!(stats.nfe >= last_nfe, "tighter tolerance, no less work");
             last_nfe = stats.nfe;
         }
         for tol in [1e-8, 1e-10] {

@@ -277,9 +277,12 @@ impl DitGraph<'_> {
         let mut bias = self.weight(&format!("{param}.bias"));
         if self.ops == Ops::Fused {
             let offsets = self.scale_offsets(chunks);
-            bias = self
-                .g
-                .node(&format!("{name}/bias_plus_one"), "Add", &[&bias, &offsets], vec![]);
+            bias = self.g.node(
+                &format!("{name}/bias_plus_one"),
+                "Add",
+                &[&bias, &offsets],
+                vec![],
+            );
         }
         let ada = self.gemm_node(name, silu_c, &w, &bias);
         let axes = self.g.ints(&[1]);

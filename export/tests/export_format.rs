@@ -176,13 +176,24 @@ fn fused_and_standard_forms_keep_weights_in_plain_matrix_products() {
         assert_eq!(manifest.ops, ops.name());
         let model = load(&out.join(graph_file(4)));
         let domains: Vec<&str> = model.opset_import.iter().map(|o| o.domain.as_str()).collect();
-        assert_eq!(domains.contains(&"com.microsoft"), contrib, "{ops:?}: {domains:?}");
+        assert_eq!(
+            domains.contains(&"com.microsoft"),
+            contrib,
+            "{ops:?}: {domains:?}"
+        );
         let graph = model.graph.as_ref().unwrap();
-        let in_block = graph.node.iter().filter(|n| n.name.starts_with("blocks.1/")).count();
+        let in_block = graph
+            .node
+            .iter()
+            .filter(|n| n.name.starts_with("blocks.1/"))
+            .count();
         // Fused: 18 nodes at run time and the bias Add of initializers that ONNX Runtime folds.
         assert_eq!(in_block, per_block, "{ops:?}: nodes in block 1");
         // Every weight matrix is input 1 of a MatMul or Gemm (what int8 rewriting expects).
-        for name in externals(&model).keys().filter(|n| n.ends_with(".weight") && n.contains("blocks.")) {
+        for name in externals(&model)
+            .keys()
+            .filter(|n| n.ends_with(".weight") && n.contains("blocks."))
+        {
             let users: Vec<&str> = graph
                 .node
                 .iter()

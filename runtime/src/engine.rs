@@ -68,15 +68,20 @@ struct Bound {
 
 impl BoundSession {
     fn new(session: Session) -> Self {
-        Self {
-            session,
-            bound: None,
-        }
+        Self { session, bound: None }
     }
 
     /// Runs the session on one batch: inputs copied into the bound tensors (and re-bound, which
     /// for a device provider is where they are copied to the device), v copied into `out`.
-    fn run(&mut self, image: [usize; 3], x: &[f32], t: &[f32], k: &[f32], y: &[i64], out: &mut [f32]) -> ort::Result<()> {
+    fn run(
+        &mut self,
+        image: [usize; 3],
+        x: &[f32],
+        t: &[f32],
+        k: &[f32],
+        y: &[i64],
+        out: &mut [f32],
+    ) -> ort::Result<()> {
         let batch = t.len();
         if self.bound.as_ref().is_some_and(|b| b.batch != batch) {
             self.bound = None; // free the old tensors before allocating new ones

@@ -40,7 +40,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         lengths: args.lengths.clone(),
         fp16: args.fp16,
         fp16_io: args.fp16_io,
-        ops: if args.standard_ops { Ops::Standard } else { Ops::Fused },
+        ops: if args.standard_ops {
+            Ops::Standard
+        } else {
+            Ops::Fused
+        },
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

@@ -4,11 +4,10 @@
 //! `Gemm(transB = 1)` (conditioning linears, checkpoint layout), so post-passes that rewrite
 //! matrix products see them all. Around them the graph has two forms ([`Ops`]):
 //!
-//! - **fused** (default; ONNX Runtime's CPU and CUDA providers): 18 nodes per block. adaLN's
+//! - **fused** (default; ONNX Runtime's CPU and CUDA providers): 22 nodes per block. adaLN's
 //!   six vectors come from one Gemm (whose bias carries the `1 +` of both scales, folded into a
-//!   constant by ONNX Runtime), one Unsqueeze and one Split; `modulate(LN(x))` is one
-//!   `LayerNormalization` whose scale and bias are the per-sample `1 + scale` and `shift`
-//!   ([B, 1, D], broadcast); attention is qkv `MatMul` → `Split` → `com.microsoft`
+//!   constant by ONNX Runtime), one Unsqueeze and one Split; `modulate(LN(x))` is a unit-scale
+//!   `LayerNormalization`, a Mul and an Add; attention is qkv `MatMul` → `Split` → `com.microsoft`
 //!   `MultiHeadAttention` (which adds the qkv bias and scales by 1/√d_head); fc1's bias and
 //!   tanh-GELU are one `com.microsoft` `FastGelu`.
 //! - **standard** (opset 17 only, for TensorRT, whose parser takes no `com.microsoft`
@@ -313,46 +312,44 @@ impl DitGraph<'_> {
     }
 
     /// `modulate(LayerNorm(x), shift, scale)` on the fp32 residual `x`, cast to the
-    /// matrix-product type: LayerNorm over the last axis, eps 1e-6, fp32 statistics. Fused:
-    /// one LayerNormalization with scale `1 + scale` and bias `shift` ([B, 1, D], from
-    /// [`Self::adaln`]). Standard: unit-scale LayerNormalization, then `x·(1 + scale) + shift`.
+    /// matrix-product type: a unit-scale LayerNormalization over the last axis (eps 1e-6, fp32
+    /// statistics), then `·(1 + scale) + shift`. In the fused form the Scale chunk already is
+    /// `1 + scale` ([`Self::adaln`]). Not LayerNormalization's own scale and bias inputs at
+    /// [B, 1, D]: ONNX Runtime's CPU kernel rounds a row differently when B = 1 (its
+    /// non-broadcast path) than in a larger batch, and rows must not depend on their batch.
     fn norm_modulate(&mut self, name: &str, x: &str, shift: &str, scale: &str) -> String {
-        let attrs = || {
+        let ones = self.ones();
+        let normed = self.g.node(
+            &format!("{name}/norm"),
+            "LayerNormalization",
+            &[x, &ones],
             vec![
                 ("axis", Attr::Int(-1)),
                 ("epsilon", Attr::Float(LAYER_NORM_EPS as f32)),
                 ("stash_type", Attr::Int(1)),
-            ]
-        };
-        let modulated = match self.ops {
-            Ops::Fused => self.g.node(
-                &format!("{name}/norm_modulate"),
-                "LayerNormalization",
-                &[x, scale, shift],
-                attrs(),
-            ),
+            ],
+        );
+        let one_plus_scale = match self.ops {
+            Ops::Fused => scale.to_string(),
             Ops::Standard => {
-                let ones = self.ones();
-                let normed = self.g.node(
-                    &format!("{name}/norm"),
-                    "LayerNormalization",
-                    &[x, &ones],
-                    attrs(),
-                );
                 let one = self.g.scalar(1.0, Elem::F32);
-                let s1 = self.g.node(
+                self.g.node(
                     &format!("{name}/modulate/one_plus_scale"),
                     "Add",
                     &[scale, &one],
                     vec![],
-                );
-                let scaled = self
-                    .g
-                    .node(&format!("{name}/modulate/scale"), "Mul", &[&normed, &s1], vec![]);
-                self.g
-                    .node(&format!("{name}/modulate"), "Add", &[&scaled, shift], vec![])
+                )
             }
         };
+        let scaled = self.g.node(
+            &format!("{name}/modulate/scale"),
+            "Mul",
+            &[&normed, &one_plus_scale],
+            vec![],
+        );
+        let modulated = self
+            .g
+            .node(&format!("{name}/modulate"), "Add", &[&scaled, shift], vec![]);
         self.cast_to(&format!("{name}/modulate/cast"), &modulated, Elem::F32, self.mm)
     }
 

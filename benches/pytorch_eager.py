@@ -6,6 +6,7 @@ Also measures the machine's sgemm rate at a DiT-sized product, same threads.
     python benches/pytorch_eager.py --checkpoint CKPT --lengths 4,8,12 --batch 1 --threads 2 --runs 10
     python benches/pytorch_eager.py --sgemm --threads 2
     python3 benches/pytorch_eager.py --checkpoint CKPT --lengths 4,8,12 --batch 1,8 --device cuda [--dtype fp16]
+    python benches/pytorch_eager.py --checkpoint CKPT --lengths 4,8,12 --compile   # torch.compile
 
 Prints one JSON line per measurement (length, batch, device, dtype, ms_median, ms_min, ms_max)
 or, with --sgemm, the GFLOP/s of a [M,K]x[K,N] matmul. On CUDA every timed call ends with
@@ -116,6 +117,7 @@ def main():
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--sgemm", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="time torch.compile(model) (inductor) instead of eager")
     ap.add_argument("--mkn", default="256,768,3072", help="sgemm sizes M,K,N (DiT-B fc1 at 256 tokens)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -137,6 +139,7 @@ def main():
     model = Dit(cfg, weights).eval()
     S, C = cfg["input_size"], cfg["in_channels"]
     lengths = [int(l) for l in a.lengths.split(",") if l] or [cfg["depth"]]
+    run = torch.compile(model) if a.compile else model
     for batch in [int(b) for b in a.batch.split(",")]:
         x = torch.randn(batch, C, S, S, device=dev, dtype=dtype)
         t = torch.full((batch,), 0.5, device=dev)
@@ -144,9 +147,9 @@ def main():
         y = torch.zeros(batch, dtype=torch.long, device=dev)
         for l in lengths:
             with torch.inference_mode():
-                med, lo, hi = timed(lambda: model(x, t, k, y, l), a.runs, a.warmup, a.device)
-            print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "device": a.device,
-                              "dtype": a.dtype, "length": l, "batch": batch, "threads": a.threads,
+                med, lo, hi = timed(lambda: run(x, t, k, y, l), a.runs, a.warmup, a.device)
+            print(json.dumps({"impl": "pytorch-compile" if a.compile else "pytorch-eager", "torch": torch.__version__,
+                              "device": a.device, "dtype": a.dtype, "length": l, "batch": batch, "threads": a.threads,
                               "ms_median": med, "ms_min": lo, "ms_max": hi, "runs": a.runs}))
 
 

@@ -10,6 +10,8 @@
 #                              tests/serve.rs drives to test `odelt serve`'s web page)
 #   scripts/setup.sh --kserve  also a venv with the kserve model server, onnxruntime and Triton's
 #                              client (model_config_pb2), for tests/triton.rs (~550 MB)
+#   scripts/setup.sh --bench   also a small venv with scipy, numpy and onnxruntime (~60 MB) for
+#                              benches/dopri5_vs_rk45.py
 #
 # Everything goes to ${ODELT_CACHE:-~/.cache/odelt}, in folders keyed by the versions, so a clean
 # clone reuses it. Source scripts/env.sh afterwards (or let the README commands do it).
@@ -17,11 +19,13 @@ set -euo pipefail
 
 TORCH_VERSION=2.13.0
 ORT_VERSION=1.31.1
+SCIPY_VERSION=1.17.1
 CACHE="${ODELT_CACHE:-$HOME/.cache/odelt}"
 ORT_VENV="$CACHE/venv-ort${ORT_VERSION}"
 TRAIN_VENV="$CACHE/venv-torch${TORCH_VERSION}-ort${ORT_VERSION}"
 KSERVE_VERSION=0.21.0
 KSERVE_VENV="$CACHE/venv-kserve${KSERVE_VERSION}-ort${ORT_VERSION}"
+BENCH_VENV="$CACHE/venv-scipy${SCIPY_VERSION}-ort${ORT_VERSION}"
 FMNIST=/usr/share/datasets/fashion-mnist
 
 log() { echo "setup: $*" >&2; }
@@ -30,14 +34,16 @@ train=0
 data=0
 browser=0
 kserve=0
+bench=0
 for arg in "$@"; do
   case "$arg" in
     --train) train=1; data=1 ;;
     --data) data=1 ;;
     --browser) browser=1 ;;
     --kserve) kserve=1 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "setup: unknown option '$arg' (expected --data, --train, --browser or --kserve)" >&2; exit 2 ;;
+    --bench) bench=1 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (expected --data, --train, --browser, --kserve or --bench)" >&2; exit 2 ;;
   esac
 done
 
@@ -70,6 +76,11 @@ if [[ $kserve -eq 1 && ! -f "$KSERVE_VENV/.odelt-complete" ]]; then
   log "creating the KServe test venv $KSERVE_VENV (kserve==$KSERVE_VERSION, onnxruntime==$ORT_VERSION, tritonclient; ~550 MB)"
   make_venv "$KSERVE_VENV" "kserve==$KSERVE_VERSION" "onnxruntime==$ORT_VERSION" "tritonclient[grpc]==2.73.0" \
     numpy==2.4.6 protobuf==6.33.6
+fi
+
+if [[ $bench -eq 1 && ! -f "$BENCH_VENV/.odelt-complete" ]]; then
+  log "creating the bench venv $BENCH_VENV (scipy==$SCIPY_VERSION, onnxruntime==$ORT_VERSION; ~60 MB)"
+  make_venv "$BENCH_VENV" "scipy==$SCIPY_VERSION" "onnxruntime==$ORT_VERSION" numpy
 fi
 
 apt_install() {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use odelt::model::{Dit, Lengths};
 use odelt::train::checkpoint::load_weights;
-use odelt_export::ExportOptions;
+use odelt_export::{ExportOptions, Ops};
 use odelt_runtime::{ModelConfig, Runtime, RuntimeOptions};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -23,9 +23,19 @@ fn to_vec(t: &Tensor) -> Vec<f32> {
 /// length's ONNX Runtime output against the tch model: max abs error ≤ 1e-5 · max |v|
 /// (docs/DESIGN.md §6).
 fn check_onnx_matches_tch(ckpt: &Path, model: &Dit, config: &ModelConfig, labels: &[i64]) {
+    for ops in [Ops::Fused, Ops::Standard] {
+        check_ops_match_tch(ckpt, model, config, labels, ops);
+    }
+}
+
+fn check_ops_match_tch(ckpt: &Path, model: &Dit, config: &ModelConfig, labels: &[i64], ops: Ops) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("engines");
-    let manifest = odelt_export::export(ckpt, &out, &ExportOptions::default()).expect("export");
+    let options = ExportOptions {
+        ops,
+        ..ExportOptions::default()
+    };
+    let manifest = odelt_export::export(ckpt, &out, &options).expect("export");
     let lengths = config.valid_lengths();
     assert_eq!(
         manifest.lengths.iter().map(|e| e.length).collect::<Vec<_>>(),
@@ -54,7 +64,7 @@ fn check_onnx_matches_tch(ckpt: &Path, model: &Dit, config: &ModelConfig, labels
                 let err = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 assert!(scale > 1e-2, "degenerate output");
                 eprintln!(
-                    "l={l} batch={batch} k={level}: max abs error / max|v| = {:.2e}",
+                    "{ops:?} l={l} batch={batch} k={level}: max abs error / max|v| = {:.2e}",
                     err / scale
                 );
                 assert!(
@@ -205,14 +215,14 @@ fn engines_build_bench_and_budget_from_the_command_line() {
     assert_eq!(line["length"], 4, "{line}");
     assert_eq!(line["steps"], 128, "{line}");
     // No GPU provider here: bad input (exit 2, as in `odelt sample`) and one line naming the
-    // packages.
-    for backend in ["tensorrt", "ort-cuda"] {
+    // packages; TensorRT refuses the default (fused) export first, naming --standard-ops.
+    for (backend, named) in [("tensorrt", "--standard-ops"), ("ort-cuda", "onnxruntime-gpu")] {
         let args = [
             &words("engines build --backend")[..],
             &[backend, "--engines", &engines],
         ]
         .concat();
-        assert_fails(&args, &[], 2, "onnxruntime-gpu");
+        assert_fails(&args, &[], 2, named);
     }
 }
 

@@ -132,6 +132,13 @@ impl BuildOptions {
                         self.precision.map_or("", Precision::name)
                     );
                 }
+                if manifest.ops != "standard" {
+                    return invalid!(
+                        "tensorrt needs graphs of standard ONNX operators (this export's are {}: \
+                         ONNX Runtime's com.microsoft operators); export with `odelt export --standard-ops`",
+                        manifest.ops
+                    );
+                }
                 let mut distinct = self.batches.clone();
                 distinct.dedup();
                 if self.cuda_graph && distinct.len() > 1 {

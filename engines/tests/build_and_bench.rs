@@ -4,15 +4,23 @@
 use std::path::Path;
 
 use odelt_engines::{bench, build, record_calibration, Backend, BenchOptions, BuildOptions, Error};
-use odelt_export::{testing, ExportOptions};
+use odelt_export::{testing, ExportOptions, Ops};
 use odelt_runtime::manifest::{Calibration, Manifest};
 use odelt_runtime::{noise, ModelConfig, Precision, Runtime, RuntimeOptions};
 
 fn tiny_export(dir: &Path) -> std::path::PathBuf {
+    tiny_export_with(dir, Ops::Fused)
+}
+
+fn tiny_export_with(dir: &Path, ops: Ops) -> std::path::PathBuf {
     let ckpt = dir.join("ckpt");
     testing::write_random_checkpoint(&ckpt, &ModelConfig::tiny(), 5).unwrap();
-    let out = dir.join("export");
-    odelt_export::export(&ckpt, &out, &ExportOptions::default()).unwrap();
+    let out = dir.join(format!("export-{}", ops.name()));
+    let options = ExportOptions {
+        ops,
+        ..ExportOptions::default()
+    };
+    odelt_export::export(&ckpt, &out, &options).unwrap();
     out
 }
 
@@ -205,7 +213,16 @@ fn int8_engines_sit_beside_fp32_share_one_int8_file_and_stay_close() {
 #[test]
 fn gpu_backends_fail_with_one_line_when_the_provider_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tiny_export(tmp.path());
+    // TensorRT takes standard operators only: a fused export is bad input whatever the library.
+    let fused = tiny_export(tmp.path());
+    let options = BuildOptions {
+        backend: Backend::TensorRt,
+        ..Default::default()
+    };
+    let err = build(&fused, &options, |_| {}).unwrap_err();
+    assert!(err.is_input(), "{err:?}");
+    assert!(err.to_string().contains("--standard-ops"), "{err}");
+    let dir = tiny_export_with(tmp.path(), Ops::Standard);
     let before = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     for (backend, packages) in [
         (Backend::TensorRt, "TensorRT 10 for CUDA 13"),

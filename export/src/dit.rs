@@ -1,12 +1,21 @@
 //! The ODE_t(ODE_l) DiT as an ONNX graph for one length l (docs/DESIGN.md §3).
 //!
-//! The graph is written in the shapes ONNX Runtime's optimizer recognises:
-//! `LayerNormalization` (opset 17) for every norm, `MatMul` + `Add` for every token linear,
-//! `Gemm(transB = 1)` for the conditioning linears (so their checkpoint layout is used as is),
-//! tanh-GELU in the form `FastGeluFusion` matches (x·0.5·(1 + tanh(0.79788456·x·(1 +
-//! 0.044715·x·x)))), and multi-head attention as MatMul → Softmax → MatMul with the scale
-//! applied to q (one multiply over N·D elements instead of N·N, and no fp16 overflow in the
-//! scores).
+//! Every weight matrix is a plain initializer of a `MatMul` (token linears, `[in, out]`) or a
+//! `Gemm(transB = 1)` (conditioning linears, checkpoint layout), so post-passes that rewrite
+//! matrix products see them all. Around them the graph has two forms ([`Ops`]):
+//!
+//! - **fused** (default; ONNX Runtime's CPU and CUDA providers): 22 nodes per block. adaLN's
+//!   six vectors come from one Gemm (whose bias carries the `1 +` of both scales, folded into a
+//!   constant by ONNX Runtime), one Unsqueeze and one Split; `modulate(LN(x))` is a unit-scale
+//!   `LayerNormalization`, a Mul and an Add; attention is qkv `MatMul` → `Split` → `com.microsoft`
+//!   `MultiHeadAttention` (which adds the qkv bias and scales by 1/√d_head); fc1's bias and
+//!   tanh-GELU are one `com.microsoft` `FastGelu`.
+//! - **standard** (opset 17 only, for TensorRT, whose parser takes no `com.microsoft`
+//!   operators): `LayerNormalization` then `x·(1 + scale) + shift`, `MatMul` + `Add` for every
+//!   token linear, tanh-GELU in the form ONNX Runtime's `FastGeluFusion` matches (x·0.5·(1 +
+//!   tanh(0.79788456·x·(1 + 0.044715·x·x)))), and multi-head attention as MatMul → Softmax →
+//!   MatMul with the scale applied to q (one multiply over N·D elements instead of N·N, and no
+//!   fp16 overflow in the scores).
 //!
 //! In an fp16 graph the token linears, the patch embedding, attention and the MLP run in
 //! float16; the residual stream r, the inner-ODE sum v, LayerNormalization (whose input is the
@@ -44,6 +53,26 @@ pub fn storage(name: &str, fp16: bool) -> (Elem, bool) {
     (elem, token_linear && name.ends_with(".weight"))
 }
 
+/// Which operators a graph is written with (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ops {
+    /// Fused nodes, some from ONNX Runtime's `com.microsoft` domain.
+    #[default]
+    Fused,
+    /// The standard ONNX opset only.
+    Standard,
+}
+
+impl Ops {
+    /// The manifest's name for the form.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ops::Fused => "fused",
+            Ops::Standard => "standard",
+        }
+    }
+}
+
 /// Precision of one graph.
 #[derive(Debug, Clone, Copy)]
 pub struct Precision {
@@ -60,6 +89,7 @@ pub fn build(
     length: u32,
     stored: &HashMap<String, StoredTensor>,
     precision: Precision,
+    ops: Ops,
     weights_file: &str,
 ) -> Result<(ModelProto, Vec<ExternalUse>)> {
     let mut b = DitGraph {
@@ -67,6 +97,7 @@ pub fn build(
         cfg,
         stored,
         mm: if precision.fp16 { Elem::F16 } else { Elem::F32 },
+        ops,
     };
     let io = if precision.fp16_io { Elem::F16 } else { Elem::F32 };
     let (c, h, p) = (
@@ -120,15 +151,13 @@ pub fn build(
 
     // Head: conditioned on c, without the length embedding.
     let silu_c = b.silu("final_layer/silu", &cond);
-    let ada = b.gemm(
+    let mods = b.adaln(
         "final_layer/adaLN_modulation",
         &silu_c,
         "final_layer.adaLN_modulation.1",
+        &[Modulation::Shift, Modulation::Scale],
     );
-    let mods = b.split_modulation("final_layer/adaLN_modulation", &ada, 2);
-    let normed = b.layer_norm("final_layer/norm", &v);
-    let modulated = b.modulate("final_layer/modulate", &normed, &mods[0], &mods[1]);
-    let modulated = b.cast_to("final_layer/modulate/cast", &modulated, Elem::F32, b.mm);
+    let modulated = b.norm_modulate("final_layer", &v, &mods[0], &mods[1]);
     let out = b.linear("final_layer/linear", &modulated, "final_layer.linear");
     let out = b.cast_to("final_layer/linear/cast", &out, b.mm, io);
     let side = h / p;
@@ -156,6 +185,7 @@ pub fn build(
             "odelt.precision",
             if precision.fp16 { "fp16" } else { "fp32" }.to_string(),
         ),
+        ("odelt.ops", ops.name().to_string()),
     ];
     let model = b.g.finish(&format!("odelt_l{length}"), &doc, &meta)?;
     Ok((model, externals))
@@ -167,7 +197,26 @@ struct DitGraph<'a> {
     stored: &'a HashMap<String, StoredTensor>,
     /// Element type of matrix products.
     mm: Elem,
+    ops: Ops,
 }
+
+/// What one chunk of an adaLN modulation is.
+#[derive(Clone, Copy, PartialEq)]
+enum Modulation {
+    Shift,
+    Scale,
+    Gate,
+}
+
+/// A block's six chunks, in DiT's order.
+const BLOCK_MODULATION: [Modulation; 6] = [
+    Modulation::Shift,
+    Modulation::Scale,
+    Modulation::Gate,
+    Modulation::Shift,
+    Modulation::Scale,
+    Modulation::Gate,
+];
 
 impl DitGraph<'_> {
     fn weight(&mut self, name: &str) -> String {
@@ -183,18 +232,27 @@ impl DitGraph<'_> {
 
     /// Token linear `x·Wᵀ + b` on [B, N, in]: MatMul over the transposed weight, then Add.
     fn linear(&mut self, name: &str, x: &str, param: &str) -> String {
+        let (mm, bias) = self.matmul(name, x, param);
+        self.g.node(&format!("{name}/bias"), "Add", &[&mm, &bias], vec![])
+    }
+
+    /// The product `x·Wᵀ` of a token linear, and its bias for the consumer to add.
+    fn matmul(&mut self, name: &str, x: &str, param: &str) -> (String, String) {
         let w = self.weight(&format!("{param}.weight"));
         let bias = self.weight(&format!("{param}.bias"));
-        let mm = self.g.node(name, "MatMul", &[x, &w], vec![]);
-        self.g.node(&format!("{name}/bias"), "Add", &[&mm, &bias], vec![])
+        (self.g.node(name, "MatMul", &[x, &w], vec![]), bias)
     }
 
     /// Conditioning linear on [B, in] with the checkpoint's [out, in] weight.
     fn gemm(&mut self, name: &str, x: &str, param: &str) -> String {
         let w = self.weight(&format!("{param}.weight"));
         let bias = self.weight(&format!("{param}.bias"));
+        self.gemm_node(name, x, &w, &bias)
+    }
+
+    fn gemm_node(&mut self, name: &str, x: &str, w: &str, bias: &str) -> String {
         self.g
-            .node(name, "Gemm", &[x, &w, &bias], vec![("transB", Attr::Int(1))])
+            .node(name, "Gemm", &[x, w, bias], vec![("transB", Attr::Int(1))])
     }
 
     fn silu(&mut self, name: &str, x: &str) -> String {
@@ -210,13 +268,59 @@ impl DitGraph<'_> {
             .node(name, "Cast", &[x], vec![("to", Attr::Int(to.onnx() as i64))])
     }
 
-    /// LayerNorm over the last axis without affine parameters (unit scale), eps 1e-6, fp32
-    /// statistics.
-    fn layer_norm(&mut self, name: &str, x: &str) -> String {
+    /// adaLN: `Linear(silu(c))` split into `[B, 1, D]` chunks. In the fused form the Gemm's
+    /// bias is `bias + 1` on the scale chunks (a constant Add of initializers, which ONNX Runtime
+    /// folds), so the Scale chunks come out as `1 + scale`.
+    fn adaln(&mut self, name: &str, silu_c: &str, param: &str, chunks: &[Modulation]) -> Vec<String> {
+        let w = self.weight(&format!("{param}.weight"));
+        let mut bias = self.weight(&format!("{param}.bias"));
+        if self.ops == Ops::Fused {
+            let offsets = self.scale_offsets(chunks);
+            bias = self.g.node(
+                &format!("{name}/bias_plus_one"),
+                "Add",
+                &[&bias, &offsets],
+                vec![],
+            );
+        }
+        let ada = self.gemm_node(name, silu_c, &w, &bias);
+        let axes = self.g.ints(&[1]);
+        let u = self
+            .g
+            .node(&format!("{name}/unsqueeze"), "Unsqueeze", &[&ada, &axes], vec![]);
+        self.g.node_n(
+            &format!("{name}/chunk"),
+            "Split",
+            &[&u],
+            chunks.len(),
+            vec![("axis", Attr::Int(2))],
+        )
+    }
+
+    /// 1 over the Scale chunks, 0 elsewhere (one constant per chunk layout).
+    fn scale_offsets(&mut self, chunks: &[Modulation]) -> String {
+        let name = format!("adaLN.scale_offsets{}", chunks.len());
+        if self.g.is_defined(&name) {
+            return name;
+        }
         let d = self.cfg.hidden_size as usize;
-        let ones = self.ones(d);
-        self.g.node(
-            name,
+        let offsets: Vec<f32> = chunks
+            .iter()
+            .flat_map(|m| std::iter::repeat_n(if *m == Modulation::Scale { 1.0 } else { 0.0 }, d))
+            .collect();
+        self.g.floats(&name, &[offsets.len() as i64], &offsets)
+    }
+
+    /// `modulate(LayerNorm(x), shift, scale)` on the fp32 residual `x`, cast to the
+    /// matrix-product type: a unit-scale LayerNormalization over the last axis (eps 1e-6, fp32
+    /// statistics), then `·(1 + scale) + shift`. In the fused form the Scale chunk already is
+    /// `1 + scale` ([`Self::adaln`]). Not LayerNormalization's own scale and bias inputs at
+    /// [B, 1, D]: ONNX Runtime's CPU kernel rounds a row differently when B = 1 (its
+    /// non-broadcast path) than in a larger batch, and rows must not depend on their batch.
+    fn norm_modulate(&mut self, name: &str, x: &str, shift: &str, scale: &str) -> String {
+        let ones = self.ones();
+        let normed = self.g.node(
+            &format!("{name}/norm"),
             "LayerNormalization",
             &[x, &ones],
             vec![
@@ -224,40 +328,38 @@ impl DitGraph<'_> {
                 ("epsilon", Attr::Float(LAYER_NORM_EPS as f32)),
                 ("stash_type", Attr::Int(1)),
             ],
-        )
+        );
+        let one_plus_scale = match self.ops {
+            Ops::Fused => scale.to_string(),
+            Ops::Standard => {
+                let one = self.g.scalar(1.0, Elem::F32);
+                self.g.node(
+                    &format!("{name}/modulate/one_plus_scale"),
+                    "Add",
+                    &[scale, &one],
+                    vec![],
+                )
+            }
+        };
+        let scaled = self.g.node(
+            &format!("{name}/modulate/scale"),
+            "Mul",
+            &[&normed, &one_plus_scale],
+            vec![],
+        );
+        let modulated = self
+            .g
+            .node(&format!("{name}/modulate"), "Add", &[&scaled, shift], vec![]);
+        self.cast_to(&format!("{name}/modulate/cast"), &modulated, Elem::F32, self.mm)
     }
 
-    fn ones(&mut self, d: usize) -> String {
+    fn ones(&mut self) -> String {
         const NAME: &str = "layer_norm.unit_scale";
         if self.g.is_defined(NAME) {
             return NAME.to_string();
         }
+        let d = self.cfg.hidden_size as usize;
         self.g.floats(NAME, &[d as i64], &vec![1.0; d])
-    }
-
-    /// modulate(x, shift, scale) = x·(1 + scale) + shift, in fp32.
-    fn modulate(&mut self, name: &str, x: &str, shift: &str, scale: &str) -> String {
-        let one = self.g.scalar(1.0, Elem::F32);
-        let s1 = self
-            .g
-            .node(&format!("{name}/one_plus_scale"), "Add", &[scale, &one], vec![]);
-        let scaled = self.g.node(&format!("{name}/scale"), "Mul", &[x, &s1], vec![]);
-        self.g.node(name, "Add", &[&scaled, shift], vec![])
-    }
-
-    /// [B, n·D] → n tensors [B, 1, D] (DiT's `chunk(n, dim=1)` then `unsqueeze(1)`).
-    fn split_modulation(&mut self, name: &str, ada: &str, n: usize) -> Vec<String> {
-        let axes = self.g.ints(&[1]);
-        let u = self
-            .g
-            .node(&format!("{name}/unsqueeze"), "Unsqueeze", &[ada, &axes], vec![]);
-        self.g.node_n(
-            &format!("{name}/chunk"),
-            "Split",
-            &[&u],
-            n,
-            vec![("axis", Attr::Int(2))],
-        )
     }
 
     /// Conv2d with stride P, flattened row-major to tokens [B, N, D], plus `pos_embed`.
@@ -336,34 +438,69 @@ impl DitGraph<'_> {
     /// One adaLN-Zero DiT block on the fp32 residual `x`; returns the block's output (fp32).
     fn block(&mut self, i: u32, x: &str, silu_cl: &str) -> String {
         let s = format!("blocks.{i}");
-        let ada = self.gemm(
+        let m = self.adaln(
             &format!("{s}/adaLN_modulation"),
             silu_cl,
             &format!("{s}.adaLN_modulation.1"),
+            &BLOCK_MODULATION,
         );
-        let m = self.split_modulation(&format!("{s}/adaLN_modulation"), &ada, 6);
 
-        let n1 = self.layer_norm(&format!("{s}/norm1"), x);
-        let h = self.modulate(&format!("{s}/modulate1"), &n1, &m[0], &m[1]);
-        let h = self.cast_to(&format!("{s}/modulate1/cast"), &h, Elem::F32, self.mm);
+        let h = self.norm_modulate(&format!("{s}/norm1"), x, &m[0], &m[1]);
         let a = self.attention(&s, &h);
         let a = self.cast_to(&format!("{s}/attn/cast"), &a, self.mm, Elem::F32);
         let a = self.g.node(&format!("{s}/gate1"), "Mul", &[&m[2], &a], vec![]);
         let x = self.g.node(&format!("{s}/residual1"), "Add", &[x, &a], vec![]);
 
-        let n2 = self.layer_norm(&format!("{s}/norm2"), &x);
-        let h = self.modulate(&format!("{s}/modulate2"), &n2, &m[3], &m[4]);
-        let h = self.cast_to(&format!("{s}/modulate2/cast"), &h, Elem::F32, self.mm);
-        let f = self.linear(&format!("{s}/mlp/fc1"), &h, &format!("{s}.mlp.fc1"));
-        let f = self.gelu_tanh(&format!("{s}/mlp/gelu"), &f);
+        let h = self.norm_modulate(&format!("{s}/norm2"), &x, &m[3], &m[4]);
+        let f = self.fc1_gelu(&format!("{s}/mlp"), &h, &format!("{s}.mlp.fc1"));
         let f = self.linear(&format!("{s}/mlp/fc2"), &f, &format!("{s}.mlp.fc2"));
         let f = self.cast_to(&format!("{s}/mlp/cast"), &f, self.mm, Elem::F32);
         let f = self.g.node(&format!("{s}/gate2"), "Mul", &[&m[5], &f], vec![]);
         self.g.node(&format!("{s}/residual2"), "Add", &[&x, &f], vec![])
     }
 
+    /// `gelu_tanh(fc1(h))`: fused, the product then one FastGelu that adds the bias.
+    fn fc1_gelu(&mut self, name: &str, h: &str, param: &str) -> String {
+        match self.ops {
+            Ops::Fused => {
+                let (mm, bias) = self.matmul(&format!("{name}/fc1"), h, param);
+                self.g
+                    .contrib(&format!("{name}/gelu"), "FastGelu", &[&mm, &bias], vec![])
+            }
+            Ops::Standard => {
+                let f = self.linear(&format!("{name}/fc1"), h, param);
+                self.gelu_tanh(&format!("{name}/gelu"), &f)
+            }
+        }
+    }
+
     /// Multi-head self-attention with fused qkv, in the matrix-product precision.
     fn attention(&mut self, s: &str, h: &str) -> String {
+        let ctx = match self.ops {
+            Ops::Fused => {
+                let heads = self.cfg.num_heads as i64;
+                let (qkv, bias) = self.matmul(&format!("{s}/attn/qkv"), h, &format!("{s}.attn.qkv"));
+                let parts = self.g.node_n(
+                    &format!("{s}/attn/unbind"),
+                    "Split",
+                    &[&qkv],
+                    3,
+                    vec![("axis", Attr::Int(-1))],
+                );
+                self.g.contrib(
+                    &format!("{s}/attn/mha"),
+                    "MultiHeadAttention",
+                    &[&parts[0], &parts[1], &parts[2], &bias],
+                    vec![("num_heads", Attr::Int(heads))],
+                )
+            }
+            Ops::Standard => self.attention_standard(s, h),
+        };
+        self.linear(&format!("{s}/attn/proj"), &ctx, &format!("{s}.attn.proj"))
+    }
+
+    /// Attention's context [B, N, D] from standard operators.
+    fn attention_standard(&mut self, s: &str, h: &str) -> String {
         let heads = self.cfg.num_heads as i64;
         let d = self.cfg.hidden_size as i64;
         let dh = d / heads;
@@ -427,13 +564,12 @@ impl DitGraph<'_> {
             vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
         );
         let shape = self.g.ints(&[0, 0, d]);
-        let ctx = self.g.node(
+        self.g.node(
             &format!("{s}/attn/merge_heads"),
             "Reshape",
             &[&ctx, &shape],
             vec![],
-        );
-        self.linear(&format!("{s}/attn/proj"), &ctx, &format!("{s}.attn.proj"))
+        )
     }
 
     /// tanh-GELU as x·0.5·(1 + tanh(√(2/π)·x·(1 + 0.044715·x·x))): ONNX Runtime's

@@ -22,6 +22,8 @@ use crate::weights::StoredTensor;
 pub const IR_VERSION: i64 = 8;
 /// Opset 17: the first with `LayerNormalization`.
 pub const OPSET: i64 = 17;
+/// ONNX Runtime's contrib operators (MultiHeadAttention, FastGelu): CPU and CUDA providers.
+pub const CONTRIB_DOMAIN: &str = "com.microsoft";
 
 /// A dimension of a graph input or output.
 #[derive(Debug, Clone)]
@@ -57,6 +59,8 @@ pub struct GraphBuilder {
     constants: HashMap<String, String>,
     externals: Vec<ExternalUse>,
     weights_file: String,
+    /// True once a node from [`CONTRIB_DOMAIN`] is added: the model then imports that domain.
+    uses_contrib: bool,
     /// The first broken invariant (a name defined twice, an undefined input, …). Builder
     /// calls stay infallible so graph code reads like the model; `finish` reports it.
     fault: Option<String>,
@@ -101,6 +105,16 @@ impl GraphBuilder {
     /// Adds a node with one output, named like the node.
     pub fn node(&mut self, name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
         self.node_multi(name, op, inputs, &[name.to_string()], attrs);
+        name.to_string()
+    }
+
+    /// Adds a node of ONNX Runtime's [`CONTRIB_DOMAIN`] with one output, named like the node.
+    pub fn contrib(&mut self, name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
+        self.node_multi(name, op, inputs, &[name.to_string()], attrs);
+        if let Some(node) = self.nodes.last_mut() {
+            node.domain = CONTRIB_DOMAIN.to_string();
+        }
+        self.uses_contrib = true;
         name.to_string()
     }
 
@@ -268,10 +282,10 @@ impl GraphBuilder {
         graph.output = self.outputs;
         let mut model = ModelProto::new();
         model.ir_version = IR_VERSION;
-        let mut opset = OperatorSetIdProto::new();
-        opset.domain = String::new();
-        opset.version = OPSET;
-        model.opset_import = vec![opset];
+        model.opset_import = vec![opset_id("", OPSET)];
+        if self.uses_contrib {
+            model.opset_import.push(opset_id(CONTRIB_DOMAIN, 1));
+        }
         model.producer_name = "odelt-export".into();
         model.producer_version = env!("CARGO_PKG_VERSION").into();
         model.doc_string = doc.to_string();
@@ -279,6 +293,13 @@ impl GraphBuilder {
         model.graph = protobuf::MessageField::some(graph);
         Ok(model)
     }
+}
+
+fn opset_id(domain: &str, version: i64) -> OperatorSetIdProto {
+    let mut opset = OperatorSetIdProto::new();
+    opset.domain = domain.to_string();
+    opset.version = version;
+    opset
 }
 
 fn entry(key: &str, value: &str) -> StringStringEntryProto {

@@ -60,7 +60,7 @@ use odelt_format::tensors::expected_tensors;
 use odelt_format::{Manifest, ModelConfig};
 use protobuf::Message;
 
-pub use dit::length_row_name;
+pub use dit::{length_row_name, Ops};
 pub use error::{Error, Result};
 pub use verify::{content_hash, verify, Verified};
 pub use weights::ALIGNMENT;
@@ -86,6 +86,8 @@ pub struct ExportOptions {
     pub fp16: bool,
     /// Graph input `x` and output `v` in float16 (requires `fp16`).
     pub fp16_io: bool,
+    /// The operators graphs are written with: fused (ONNX Runtime) or standard (TensorRT).
+    pub ops: dit::Ops,
 }
 
 /// Progress of an export, reported to [`export_with_progress`]'s callback.
@@ -157,7 +159,7 @@ pub fn export_with_progress(
     };
     let mut entries = Vec::new();
     for &length in &lengths {
-        let (model, externals) = dit::build(&cfg, length, &stored, precision, WEIGHTS_FILE)?;
+        let (model, externals) = dit::build(&cfg, length, &stored, precision, options.ops, WEIGHTS_FILE)?;
         let bytes = model
             .write_to_bytes()
             .map_err(|e| Error::Internal(format!("cannot serialise the l={length} graph: {e}")))?;
@@ -191,6 +193,7 @@ pub fn export_with_progress(
         },
         precision: if options.fp16 { "fp16" } else { "fp32" }.into(),
         io_precision: if options.fp16_io { "fp16" } else { "fp32" }.into(),
+        ops: options.ops.name().into(),
         weights_file: WEIGHTS_FILE.into(),
         weights_bytes,
         lengths: entries,

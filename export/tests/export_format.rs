@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use odelt_export::{export, graph_file, testing, Error, ExportOptions, ALIGNMENT};
+use odelt_export::{export, graph_file, testing, Error, ExportOptions, Ops, ALIGNMENT};
 use odelt_format::{Manifest, ModelConfig};
 use onnx_protobuf::tensor_proto::{DataLocation, DataType};
 use onnx_protobuf::{Message, ModelProto};
@@ -160,6 +160,52 @@ fn round_trip_layout_sharing_and_hashes() {
         }
     }
     assert!(manifest.lengths[0].parameters < manifest.lengths[1].parameters);
+}
+
+#[test]
+fn fused_and_standard_forms_keep_weights_in_plain_matrix_products() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(dir.path());
+    for (ops, per_block, contrib) in [(Ops::Fused, 23, true), (Ops::Standard, 45, false)] {
+        let out = dir.path().join(ops.name());
+        let options = ExportOptions {
+            ops,
+            ..ExportOptions::default()
+        };
+        let manifest = export(&ckpt, &out, &options).unwrap();
+        assert_eq!(manifest.ops, ops.name());
+        let model = load(&out.join(graph_file(4)));
+        let domains: Vec<&str> = model.opset_import.iter().map(|o| o.domain.as_str()).collect();
+        assert_eq!(
+            domains.contains(&"com.microsoft"),
+            contrib,
+            "{ops:?}: {domains:?}"
+        );
+        let graph = model.graph.as_ref().unwrap();
+        let in_block = graph
+            .node
+            .iter()
+            .filter(|n| n.name.starts_with("blocks.1/"))
+            .count();
+        // Fused: 22 nodes at run time and the bias Add of initializers that ONNX Runtime folds.
+        assert_eq!(in_block, per_block, "{ops:?}: nodes in block 1");
+        // Every weight matrix is input 1 of a MatMul or Gemm (what int8 rewriting expects).
+        for name in externals(&model)
+            .keys()
+            .filter(|n| n.ends_with(".weight") && n.contains("blocks."))
+        {
+            let users: Vec<&str> = graph
+                .node
+                .iter()
+                .filter(|n| n.input.iter().any(|i| i == name))
+                .map(|n| n.op_type.as_str())
+                .collect();
+            assert!(
+                users == ["MatMul"] || users == ["Gemm"],
+                "{ops:?}: {name} feeds {users:?}"
+            );
+        }
+    }
 }
 
 #[test]

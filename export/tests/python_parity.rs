@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use odelt_export::{export, testing, ExportOptions};
+use odelt_export::{export, testing, ExportOptions, Ops};
 use odelt_format::ModelConfig;
 
 fn python() -> PathBuf {
@@ -50,7 +50,17 @@ fn tiny_export_matches_numpy_reference() {
     let fp32 = dir.path().join("fp32");
     let fp16 = dir.path().join("fp16");
     let fp16_io = dir.path().join("fp16_io");
+    let standard = dir.path().join("standard");
     export(&ckpt, &fp32, &ExportOptions::default()).unwrap();
+    export(
+        &ckpt,
+        &standard,
+        &ExportOptions {
+            ops: Ops::Standard,
+            ..ExportOptions::default()
+        },
+    )
+    .unwrap();
     export(
         &ckpt,
         &fp16,
@@ -70,7 +80,7 @@ fn tiny_export_matches_numpy_reference() {
         },
     )
     .unwrap();
-    check(&ckpt, &[&fp32, &fp16, &fp16_io], &["--fusions"]);
+    check(&ckpt, &[&fp32, &standard, &fp16, &fp16_io], &["--fusions"]);
 }
 
 #[test]

@@ -24,6 +24,11 @@ pub struct Manifest {
     /// Element type of the graphs' `x` and `v`: "fp32" unless exported with fp16 I/O.
     #[serde(default = "fp32")]
     pub io_precision: String,
+    /// Operators the graphs use: "fused" (ONNX Runtime's `com.microsoft` MultiHeadAttention
+    /// and FastGelu; CPU and CUDA providers) or "standard" (ONNX opset 17 only, which
+    /// TensorRT needs). Exports that predate the field are standard.
+    #[serde(default = "standard_ops")]
+    pub ops: String,
     /// The shared external-data file every graph references.
     pub weights_file: String,
     pub weights_bytes: u64,
@@ -32,6 +37,10 @@ pub struct Manifest {
 
 fn fp32() -> String {
     "fp32".into()
+}
+
+fn standard_ops() -> String {
+    "standard".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

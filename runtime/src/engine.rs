@@ -5,8 +5,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
-use ort::session::{Session, SessionInputValue};
-use ort::value::{TensorElementType, TensorRef};
+use ort::memory::Allocator;
+use ort::session::{IoBinding, Session};
+use ort::value::{Tensor, TensorElementType};
 
 use crate::cuda_graph::CudaGraph;
 use crate::error::{Error, Result};
@@ -62,39 +63,107 @@ fn engine_file(
     Ok((dir.join(&entry.file), false))
 }
 
-/// A session and, with CUDA graphs, its bound device buffers.
-struct Slot {
-    session: Session,
-    graph: Option<CudaGraph>,
-}
-
-impl Slot {
-    fn new(session: Session) -> Self {
-        Self { session, graph: None }
-    }
-}
-
 /// A fixed number of sessions shared by threads: `acquire` takes an idle one, creates one while
 /// under the limit, or waits.
 struct SessionPool {
-    idle: Mutex<(Vec<Slot>, usize)>,
+    idle: Mutex<(Vec<BoundSession>, usize)>,
     returned: Condvar,
     max: usize,
 }
 
 struct PooledSession<'a> {
     pool: &'a SessionPool,
-    session: Option<Slot>,
+    session: Option<BoundSession>,
+}
+
+/// A session and the tensors bound to its inputs and output for the last batch size it ran:
+/// a solve's steps (one batch size) reuse them, so a call copies x, t, k, y in and v out and
+/// allocates no tensors. With CUDA graphs (`cuda-graph` provider) the bound buffers are on the
+/// device instead ([`CudaGraph`]).
+struct BoundSession {
+    session: Session,
+    bound: Option<Bound>,
+    graph: Option<CudaGraph>,
+}
+
+struct Bound {
+    batch: usize,
+    x: Tensor<f32>,
+    t: Tensor<f32>,
+    k: Tensor<f32>,
+    y: Tensor<i64>,
+    v: Tensor<f32>,
+    binding: IoBinding,
+}
+
+impl BoundSession {
+    fn new(session: Session) -> Self {
+        Self {
+            session,
+            bound: None,
+            graph: None,
+        }
+    }
+
+    /// Runs the session on one batch: inputs copied into the bound tensors (and re-bound, which
+    /// for a device provider is where they are copied to the device), v copied into `out`.
+    fn run(
+        &mut self,
+        image: [usize; 3],
+        x: &[f32],
+        t: &[f32],
+        k: &[f32],
+        y: &[i64],
+        out: &mut [f32],
+    ) -> ort::Result<()> {
+        let batch = t.len();
+        if self.bound.as_ref().is_some_and(|b| b.batch != batch) {
+            self.bound = None; // free the old tensors before allocating new ones
+        }
+        let b = match &mut self.bound {
+            Some(b) => b,
+            slot @ None => slot.insert(Bound::new(&self.session, batch, image)?),
+        };
+        b.x.extract_tensor_mut().1.copy_from_slice(x);
+        b.t.extract_tensor_mut().1.copy_from_slice(t);
+        b.k.extract_tensor_mut().1.copy_from_slice(k);
+        b.y.extract_tensor_mut().1.copy_from_slice(y);
+        b.binding.bind_input("x", &b.x)?;
+        b.binding.bind_input("t", &b.t)?;
+        b.binding.bind_input("k", &b.k)?;
+        b.binding.bind_input("y", &b.y)?;
+        self.session.run_binding(&b.binding)?;
+        out.copy_from_slice(b.v.extract_tensor().1);
+        Ok(())
+    }
+}
+
+impl Bound {
+    fn new(session: &Session, batch: usize, [c, h, w]: [usize; 3]) -> ort::Result<Self> {
+        let cpu = Allocator::default();
+        let mut v = Tensor::new(&cpu, [batch, c, h, w])?;
+        let mut binding = session.create_binding()?;
+        binding.bind_output("v", &mut v)?;
+        Ok(Self {
+            batch,
+            x: Tensor::new(&cpu, [batch, c, h, w])?,
+            t: Tensor::new(&cpu, [batch])?,
+            k: Tensor::new(&cpu, [batch])?,
+            y: Tensor::new(&cpu, [batch])?,
+            v,
+            binding,
+        })
+    }
 }
 
 impl SessionPool {
-    fn lock(&self) -> Result<MutexGuard<'_, (Vec<Slot>, usize)>> {
+    fn lock(&self) -> Result<MutexGuard<'_, (Vec<BoundSession>, usize)>> {
         self.idle
             .lock()
             .map_err(|_| Error::Internal("session pool lock poisoned".into()))
     }
 
-    fn acquire(&self, create: impl Fn() -> Result<Slot>) -> Result<PooledSession<'_>> {
+    fn acquire(&self, create: impl Fn() -> Result<BoundSession>) -> Result<PooledSession<'_>> {
         let mut state = self.lock()?;
         loop {
             if let Some(session) = state.0.pop() {
@@ -126,7 +195,7 @@ impl SessionPool {
 }
 
 impl PooledSession<'_> {
-    fn slot(&mut self) -> Result<&mut Slot> {
+    fn slot(&mut self) -> Result<&mut BoundSession> {
         self.session
             .as_mut()
             .ok_or_else(|| Error::Internal("a pooled session went missing".into()))
@@ -151,8 +220,6 @@ pub struct Engine {
     built: bool,
     numel: usize,
     shape: [usize; 3],
-    /// Position of x, t, k, y among the session's inputs.
-    order: [usize; 4],
     env: Environment,
     options: RuntimeOptions,
     pool: SessionPool,
@@ -189,13 +256,12 @@ impl Engine {
             model.input_size as usize,
             model.input_size as usize,
         ];
-        let mut engine = Engine {
+        let engine = Engine {
             length: entry.length,
             file,
             built,
             numel: model.image_numel(),
             shape,
-            order: [0, 1, 2, 3],
             env: env.clone(),
             options: options.clone(),
             pool: SessionPool {
@@ -206,14 +272,14 @@ impl Engine {
         };
         // Open the first session now: a corrupt graph fails here, at a predictable place.
         let session = engine.create_session()?;
-        engine.order = engine.check_interface(&session)?;
+        engine.check_interface(&session.session)?;
         {
             let mut state = engine
                 .pool
                 .idle
                 .lock()
                 .map_err(|_| Error::Internal("session pool lock poisoned".into()))?;
-            state.0.push(Slot::new(session));
+            state.0.push(session);
             state.1 = 1;
         }
         tracing::info!(
@@ -225,16 +291,17 @@ impl Engine {
         Ok(engine)
     }
 
-    fn create_session(&self) -> Result<Session> {
+    fn create_session(&self) -> Result<BoundSession> {
         let mut builder = session::builder(&self.env, &self.options.session(!self.built))?;
-        builder.commit_from_file(&self.file).map_err(|e| Error::Model {
+        let session = builder.commit_from_file(&self.file).map_err(|e| Error::Model {
             path: self.file.display().to_string(),
             message: format!("ONNX Runtime cannot load this graph: {e}"),
-        })
+        })?;
+        Ok(BoundSession::new(session))
     }
 
-    /// Checks the exporter's interface (docs/DESIGN.md §6) and returns where each input sits.
-    fn check_interface(&self, session: &Session) -> Result<[usize; 4]> {
+    /// Checks the exporter's interface (docs/DESIGN.md §6): inputs x, t, k, y and output v.
+    fn check_interface(&self, session: &Session) -> Result<()> {
         let bad = |message: String| Error::Model {
             path: self.file.display().to_string(),
             message,
@@ -247,19 +314,21 @@ impl Engine {
                 names.join(", ")
             )));
         }
-        let mut order = [0; 4];
-        for (slot, (name, ty)) in INPUTS.iter().enumerate() {
-            let Some(pos) = inputs.iter().position(|i| i.name() == *name) else {
+        let mut x_pos = 0;
+        for (name, ty) in INPUTS {
+            let Some(pos) = inputs.iter().position(|i| i.name() == name) else {
                 return Err(bad(format!(
                     "the graph has no input '{name}' (expected inputs x, t, k, y)"
                 )));
             };
-            if inputs[pos].dtype().tensor_type() != Some(*ty) {
+            if inputs[pos].dtype().tensor_type() != Some(ty) {
                 return Err(bad(format!("input '{name}' is not a {ty:?} tensor")));
             }
-            order[slot] = pos;
+            if name == "x" {
+                x_pos = pos;
+            }
         }
-        if let Some(shape) = inputs[order[0]].dtype().tensor_shape() {
+        if let Some(shape) = inputs[x_pos].dtype().tensor_shape() {
             let dims: Vec<i64> = shape.iter().copied().collect();
             let want = [
                 -1,
@@ -282,7 +351,7 @@ impl Engine {
         {
             return Err(bad("the graph has no float output 'v'".into()));
         }
-        Ok(order)
+        Ok(())
     }
 
     pub fn length(&self) -> u32 {
@@ -305,8 +374,8 @@ impl Engine {
     }
 
     /// Runs the graph on one batch (`t.len()` rows, no chunking) and writes `v` into `out`.
-    /// Returns the time spent in this call — ONNX Runtime's input wrapping, run, output
-    /// extraction and the copy into `out` — excluding any wait for a free session (and the
+    /// Returns the time spent in this call — the copies into the bound input tensors, the run
+    /// and the copy of v into `out` — excluding any wait for a free session (and the
     /// session's creation when the pool grows).
     pub fn run(&self, x: &[f32], t: &[f32], k: &[f32], y: &[i64], out: &mut [f32]) -> Result<Duration> {
         let batch = t.len();
@@ -330,56 +399,23 @@ impl Engine {
             return self.run_graph(device_id, (x, t, k, y), out);
         }
         let call = Instant::now();
-        let backend = |e: ort::Error| Error::Backend(format!("length {}: {e}", self.length));
-        let [c, h, w] = self.shape;
-        let x = TensorRef::from_array_view(([batch, c, h, w], x)).map_err(backend)?;
-        let t = TensorRef::from_array_view(([batch], t)).map_err(backend)?;
-        let k = TensorRef::from_array_view(([batch], k)).map_err(backend)?;
-        let y = TensorRef::from_array_view(([batch], y)).map_err(backend)?;
-        let mut named: [Option<SessionInputValue<'_>>; 4] =
-            [Some(x.into()), Some(t.into()), Some(k.into()), Some(y.into())];
-        let mut positional: [Option<SessionInputValue<'_>>; 4] = [None, None, None, None];
-        for (slot, pos) in self.order.iter().enumerate() {
-            positional[*pos] = named[slot].take();
-        }
-        let [Some(i0), Some(i1), Some(i2), Some(i3)] = positional else {
-            return Err(Error::Internal(format!(
-                "length {}: input order {:?} is not a permutation",
-                self.length, self.order
-            )));
-        };
-        let inputs = [i0, i1, i2, i3];
-
         let (mut pooled, waited) = self.pooled()?;
-        let slot = pooled.slot()?;
-        let outputs = slot.session.run(inputs).map_err(backend)?;
-        let v = outputs
-            .get("v")
-            .ok_or_else(|| Error::Backend(format!("length {}: no output 'v'", self.length)))?;
-        let (shape, data) = v.try_extract_tensor::<f32>().map_err(backend)?;
-        if data.len() != n {
-            return Err(Error::Backend(format!(
-                "length {}: output 'v' has shape {:?}, expected [{batch}, {c}, {h}, {w}]",
-                self.length,
-                &shape[..]
-            )));
-        }
-        out.copy_from_slice(data);
-        drop(outputs);
+        pooled
+            .slot()?
+            .run(self.shape, x, t, k, y, out)
+            .map_err(|e| Error::Backend(format!("length {}: {e}", self.length)))?;
         Ok(call.elapsed().saturating_sub(waited))
     }
-}
 
-impl Engine {
     /// A session from the pool, and how long the wait for it (or its creation) took.
     fn pooled(&self) -> Result<(PooledSession<'_>, Duration)> {
         let wait = Instant::now();
-        let pooled = self.pool.acquire(|| self.create_session().map(Slot::new))?;
+        let pooled = self.pool.acquire(|| self.create_session())?;
         Ok((pooled, wait.elapsed()))
     }
 
-    /// [`Engine::run`] through a CUDA graph: the session's bound buffers, created for its first
-    /// call's batch size.
+    /// [`Engine::run`] through a CUDA graph: the session's bound device buffers, created for its
+    /// first call's batch size.
     fn run_graph(
         &self,
         device_id: i32,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use odelt_export::{export_with_progress, ExportOptions, Progress};
+use odelt_export::{export_with_progress, ExportOptions, Ops, Progress};
 
 /// Export arguments.
 #[derive(Debug, clap::Args)]
@@ -28,6 +28,11 @@ pub struct ExportArgs {
     /// types.
     #[arg(long, requires = "fp16")]
     pub fp16_io: bool,
+    /// Write the graphs with standard ONNX operators only (needed by --backend tensorrt,
+    /// whose parser takes no com.microsoft operators). Default: fused nodes for ONNX
+    /// Runtime's CPU and CUDA providers (MultiHeadAttention, FastGelu; docs/DESIGN.md §3).
+    #[arg(long)]
+    pub standard_ops: bool,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
@@ -35,6 +40,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         lengths: args.lengths.clone(),
         fp16: args.fp16,
         fp16_io: args.fp16_io,
+        ops: if args.standard_ops {
+            Ops::Standard
+        } else {
+            Ops::Fused
+        },
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

@@ -39,7 +39,11 @@ const E5: f64 = -17253.0 / 339200.0;
 const E6: f64 = 22.0 / 525.0;
 const E7: f64 = -1.0 / 40.0;
 
-/// Dopri5 settings. Defaults follow Hairer's `dopri5.f` except `max_steps`.
+/// Dopri5 settings. Defaults follow Hairer's `dopri5.f` except `max_steps` and `beta`: the
+/// plain I controller (β = 0), as scipy's RK45, spent the fewest evaluations for its error on
+/// the shipped model (BENCHMARKS.md, "Dopri5 against scipy's RK45"; Hairer's β = 0.04 with its
+/// initial `err_old` = 1e-4 damps the growth of the first steps, which a solve of 3–15 steps
+/// pays for).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dopri5Options {
     /// Relative tolerance (> 0).
@@ -73,7 +77,7 @@ impl Default for Dopri5Options {
             first_step: None,
             max_step: None,
             safety: 0.9,
-            beta: 0.04,
+            beta: 0.0,
             min_factor: 0.2,
             max_factor: 10.0,
             level: None,
@@ -84,9 +88,12 @@ impl Default for Dopri5Options {
 /// Adaptive Dormand–Prince 5(4): local extrapolation (the 5th-order solution is kept), FSAL
 /// (6 evaluations per step), mixed error norm
 /// `err = sqrt(mean_i ((y5_i − y4_i) / (atol + rtol · max(|x_i|, |y5_i|)))²)`, steps accepted
-/// when `err ≤ 1`, PI step-size control `h_new = h · safety · err^(−(1/5 − 0.75β)) · err_old^β`
-/// clamped to [min_factor, max_factor], and the initial step from Hairer's HINIT with RMS
-/// norms (as in "Solving ODEs I" §II.4 and scipy). The model runs at k = log2 T_max.
+/// when `err ≤ 1`, step-size control `h_new = h · safety · err^(−(1/5 − 0.75β)) · err_old^β`
+/// (I control at the default β = 0, PI otherwise) clamped to [min_factor, max_factor] and
+/// to at most h right after a rejection, the last step clipped to end at t1, and the initial
+/// step from Hairer's HINIT with RMS norms (as in "Solving ODEs I" §II.4 and scipy's
+/// `select_initial_step`). With β = 0 the step sequence is scipy's `solve_ivp(method="RK45")`.
+/// The model runs at k = log2 T_max.
 #[derive(Debug, Clone)]
 pub struct Dopri5<T = f32> {
     pub options: Dopri5Options,
@@ -305,7 +312,8 @@ impl<T: Real> Solver<T> for Dopri5<T> {
                      discontinuous or the tolerances too tight for float32"
                 )));
             }
-            let last = t + 1.01 * h >= t1;
+            // Clipped only when it would pass t1 (Hairer stretches steps within 1% of it).
+            let last = t + h >= t1;
             if last {
                 h = t1 - t;
             }
@@ -443,7 +451,7 @@ mod tests {
             eprintln!("dopri5 f32 tol {tol:e}: err {err:e}, {stats:?}");
             assert!(err < 5.0 * tol, "tol {tol}: err {err}");
             assert_eq!(stats.nfe, 2 + 6 * (stats.accepted_steps + stats.rejected_steps));
-            assert!(stats.nfe > last_nfe, "tighter tolerance, more work");
+            assert!(stats.nfe >= last_nfe, "tighter tolerance, no less work");
             last_nfe = stats.nfe;
         }
         for tol in [1e-8, 1e-10] {

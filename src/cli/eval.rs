@@ -109,7 +109,7 @@ pub struct FeaturesArgs {
     #[arg(long, default_value = "fmnist")]
     pub model: String,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 20)]
     pub epochs: u64,
     /// ONNX file to write [default: the assets folder's fmnist_features.onnx].
     #[arg(long, value_name = "FILE.onnx")]

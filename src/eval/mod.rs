@@ -223,13 +223,14 @@ pub fn evaluate(
                 ));
             }
             let stats = FeatureStats::new(&generated, dim);
+            let fd = frechet_distance(&stats, &reference.stats);
             let cell = Cell {
                 length,
                 precision: rt.options().precision_name(rt.manifest()).into(),
                 solver: name.clone(),
                 nfe: samples.stats.nfe as u64,
-                fd: frechet_distance(&stats, &reference.stats),
-                fd_ci: bootstrap_interval(&generated, dim, &reference.stats, options.bootstrap, options.seed)
+                fd,
+                fd_ci: bootstrap_interval(&generated, dim, &reference.stats, fd, options.bootstrap, options.seed)
                     .map(|(lo, hi)| [lo, hi]),
                 quality: precision_recall(&reference.manifold, &Manifold::new(&generated, dim, DEFAULT_K)),
                 ms_per_image: samples.wall.as_secs_f64() * 1e3 / options.n as f64,

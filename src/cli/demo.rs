@@ -146,8 +146,8 @@ fn report(args: &DemoArgs, result: &DemoResult) {
             args.seed
         );
         println!(
-            "{:>9} {:>4} {:>5} {:>5} {:>10} {:>9}  {}",
-            "precision", "l", "T", "NFE", "wall ms", "speed-up", "quality (evaluated)"
+            "{:>9} {:>4} {:>5} {:>5} {:>10} {:>9}  quality (evaluated)",
+            "precision", "l", "T", "NFE", "wall ms", "speed-up"
         );
         for (precision, c, q) in cells {
             println!(

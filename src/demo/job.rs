@@ -132,7 +132,11 @@ pub fn run(options: &DemoOptions, mut progress: impl FnMut(DemoEvent)) -> anyhow
         } else {
             options.out.join(format!("grid-{name}.png"))
         };
-        let evaluated: Vec<Quality> = evaluated.iter().filter(|q| q.precision == name).cloned().collect();
+        let evaluated: Vec<Quality> = evaluated
+            .iter()
+            .filter(|q| q.precision == name)
+            .cloned()
+            .collect();
         let (cells, quality) = sample_figure(
             &rt,
             model,

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use odelt_runtime::{
-    memory, Decoder, Dopri5Options, Labels, Precision, Runtime, RuntimeOptions, SampleRequest,
-    SolverChoice,
+    memory, Decoder, Dopri5Options, Labels, Precision, Runtime, RuntimeOptions, SampleRequest, SolverChoice,
 };
 use serde::Serialize;
 
@@ -230,8 +229,15 @@ pub fn evaluate(
                 solver: name.clone(),
                 nfe: samples.stats.nfe as u64,
                 fd,
-                fd_ci: bootstrap_interval(&generated, dim, &reference.stats, fd, options.bootstrap, options.seed)
-                    .map(|(lo, hi)| [lo, hi]),
+                fd_ci: bootstrap_interval(
+                    &generated,
+                    dim,
+                    &reference.stats,
+                    fd,
+                    options.bootstrap,
+                    options.seed,
+                )
+                .map(|(lo, hi)| [lo, hi]),
                 quality: precision_recall(&reference.manifold, &Manifold::new(&generated, dim, DEFAULT_K)),
                 ms_per_image: samples.wall.as_secs_f64() * 1e3 / options.n as f64,
                 weight_mb: weight_bytes(&rt, length)? as f64 / 1e6,

@@ -3,6 +3,7 @@
 //! links libtorch). The formats live in `odelt-format`; export, engines and the runtime in
 //! their own crates (docs/DESIGN.md §1).
 
+pub mod args;
 pub mod cli;
 pub mod data;
 pub mod demo;

@@ -5,7 +5,8 @@
 //! `weights.bin` becomes one `com.microsoft.DynamicQuantizeMatMul`: int8 weights with a
 //! symmetric scale per output channel (column of B), the activation quantized to uint8 per
 //! tensor at run time, the bias (`Gemm`'s C, or the `Add` of a bias that follows a `MatMul`)
-//! added in fp32 inside the same kernel. Everything else — the patch convolution, norms,
+//! added in fp32 inside the same kernel; a `Gemm` whose C another node computes (the fused
+//! graph's adaLN) gets that C added by an `Add` after the kernel. Everything else — the patch convolution, norms,
 //! the attention products of two activations, softmax, the adaLN modulation, gates and
 //! residual adds — keeps the export's fp32. The rewrite looks at operators and initializers
 //! only, so it applies to whatever graph the exporter emits.
@@ -132,6 +133,9 @@ struct Product {
     n: i64,
     /// `Gemm`'s C when it is a 1-D bias of N.
     bias: Option<String>,
+    /// `Gemm`'s C when another node computes it (the fused graph's adaLN bias plus one): added
+    /// after the int8 product by an `Add`, which broadcasts as Gemm's C does.
+    added: Option<String>,
 }
 
 /// The product `node` computes with an fp32 weight initializer, if the rewrite can take it.
@@ -152,6 +156,7 @@ fn product(node: &NodeProto, weights: &HashMap<String, (ExternalRef, Vec<i64>)>)
             k: rows,
             n: cols,
             bias: None,
+            added: None,
         }),
         "Gemm" => {
             let transposed = attr_int(node, "transB", 0) == 1;
@@ -160,15 +165,17 @@ fn product(node: &NodeProto, weights: &HashMap<String, (ExternalRef, Vec<i64>)>)
             let plain = attr_int(node, "transA", 0) == 0
                 && attr_float(node, "alpha", 1.0) == 1.0
                 && (c.is_none() || attr_float(node, "beta", 1.0) == 1.0);
-            let bias_ok = c.is_none_or(|c| weights.get(c).is_some_and(|(_, d)| d == &[n]));
-            (plain && bias_ok).then(|| Product {
+            let stored_bias = c.is_some_and(|c| weights.get(c).is_some_and(|(_, d)| d == &[n]));
+            let computed = c.is_some_and(|c| !weights.contains_key(c));
+            (plain && (c.is_none() || stored_bias || computed)).then(|| Product {
                 weight: WeightUse {
                     name: node.input[1].clone(),
                     transposed,
                 },
                 k,
                 n,
-                bias: c.cloned(),
+                bias: c.filter(|_| stored_bias).cloned(),
+                added: c.filter(|_| computed).cloned(),
             })
         }
         _ => None,
@@ -319,6 +326,8 @@ pub fn quantize_graph(model: &mut ModelProto, weights_file: &str, int8: &Int8Wei
     let mut removed = HashSet::new();
     let mut added = HashSet::new();
     let mut new_initializers = Vec::new();
+    // Nodes to insert after the node of that index.
+    let mut after: HashMap<usize, NodeProto> = HashMap::new();
     let graph = model.graph.mut_or_insert_default();
     for index in 0..graph.node.len() {
         let Some(p) = product(&graph.node[index], &weights) else {
@@ -363,15 +372,31 @@ pub fn quantize_graph(model: &mut ModelProto, weights_file: &str, int8: &Int8Wei
             // Zero point absent (symmetric weights), then the bias.
             q.input.extend([String::new(), b]);
         }
-        q.output = vec![output];
+        match &p.added {
+            None => q.output = vec![output],
+            Some(c) => {
+                let product = format!("{output}/int8_product");
+                q.output = vec![product.clone()];
+                let mut add = NodeProto::new();
+                add.name = format!("{}/add_bias", node.name);
+                add.op_type = "Add".into();
+                add.input = vec![product, c.clone()];
+                add.output = vec![output];
+                after.insert(index, add);
+            }
+        }
         graph.node[index] = q;
         report.products += 1;
     }
-    let mut index = 0;
-    graph.node.retain(|_| {
-        index += 1;
-        !removed.contains(&(index - 1))
-    });
+    let nodes = std::mem::take(&mut graph.node);
+    for (index, node) in nodes.into_iter().enumerate() {
+        if !removed.contains(&index) {
+            graph.node.push(node);
+        }
+        if let Some(add) = after.remove(&index) {
+            graph.node.push(add);
+        }
+    }
     let used: HashSet<&str> = graph
         .node
         .iter()

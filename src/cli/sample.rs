@@ -110,7 +110,7 @@ pub struct SampleArgs {
     #[arg(long, value_name = "PATH")]
     pub ort_library: Option<PathBuf>,
     #[command(flatten)]
-    pub remote: super::RemoteArgs,
+    pub remote: crate::args::RemoteArgs,
 }
 
 fn input(message: String) -> anyhow::Error {

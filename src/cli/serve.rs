@@ -58,7 +58,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub ort_library: Option<PathBuf>,
     #[command(flatten)]
-    pub remote: super::RemoteArgs,
+    pub remote: crate::args::RemoteArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {

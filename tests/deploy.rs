@@ -286,6 +286,14 @@ fn demo_runs_on_the_shipped_model() {
         "{}",
         cells[8]
     );
+    // Each cell carries the shipped evaluation's quality (assets/fmnist/eval.jsonl): FD with
+    // its interval around it, and the cheapest cell scores worse than the full model.
+    for c in &cells {
+        let (fd, ci) = (c["fd"].as_f64().expect("fd"), &c["fd_ci"]);
+        let (lo, hi) = (ci[0].as_f64().expect("lo"), ci[1].as_f64().expect("hi"));
+        assert!(lo < fd && fd < hi && c["knn_recall"].is_number(), "{c}");
+    }
+    assert!(cells[8]["fd"].as_f64() > cells[0]["fd"].as_f64(), "{} {}", cells[8], cells[0]);
     assert!(dir.path().join("demo/grid.png").is_file());
 }
 

@@ -287,7 +287,7 @@ fn demo_draws_the_lengths_by_steps_figure_and_times_it() {
     let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
     let table = ok(again);
     assert!(
-        stderr.contains("reusing the export") && stderr.contains("reusing the ort-cpu engines"),
+        stderr.contains("reusing the export") && stderr.contains("reusing the fp32 ort-cpu engines"),
         "{stderr}"
     );
     assert!(

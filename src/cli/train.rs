@@ -55,10 +55,10 @@ pub struct TrainArgs {
     /// Linear warm-up steps, capped at 10% of the run [default: 1000].
     #[arg(long)]
     pub warmup_steps: Option<u64>,
-    /// EMA rate of the target network θ⁻ [default: 0.999]. Each shortcut level learns from θ⁻ one
-    /// level up, so the few-step levels wait on this rate level by level; on short runs a faster
-    /// rate helps (the shipped model: 0.995 with --tc-fraction 0.25 took T = 1 from noise to
-    /// clothes in under 2 000 steps, EXPERIMENTS.md).
+    /// EMA rate of the target network θ⁻ [default: 0.995]. Each shortcut level learns from θ⁻ one
+    /// level up, so the few-step levels wait on this rate level by level: θ⁻ trails θ by about
+    /// 1/(1 − rate) steps (200 here; 1 000 at the earlier default 0.999, which left the few-step
+    /// levels unconverged, EXPERIMENTS.md "Training defaults").
     #[arg(long)]
     pub ema_decay: Option<f64>,
     /// Probability of replacing a label by the null label [default: 0.1].

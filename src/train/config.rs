@@ -58,7 +58,7 @@ impl Default for TrainConfig {
             beta2: 0.999,
             weight_decay: 0.1,
             warmup_steps: 1000,
-            ema_decay: 0.999,
+            ema_decay: 0.995,
             class_dropout: 0.1,
             tc_fraction: 0.125,
             lc_fraction: 0.125,

@@ -293,7 +293,12 @@ fn demo_runs_on_the_shipped_model() {
         let (lo, hi) = (ci[0].as_f64().expect("lo"), ci[1].as_f64().expect("hi"));
         assert!(lo < fd && fd < hi && c["knn_recall"].is_number(), "{c}");
     }
-    assert!(cells[8]["fd"].as_f64() > cells[0]["fd"].as_f64(), "{} {}", cells[8], cells[0]);
+    assert!(
+        cells[8]["fd"].as_f64() > cells[0]["fd"].as_f64(),
+        "{} {}",
+        cells[8],
+        cells[0]
+    );
     assert!(dir.path().join("demo/grid.png").is_file());
 }
 

@@ -18,6 +18,7 @@ fn main() {
         max_queue: 64,
         max_batch: 64,
         body_limit: 64 * 1024,
+        client_timeout: Duration::from_secs(10),
     };
     // A panic fails the input either way; the runtime is only read.
     let runtime = std::panic::AssertUnwindSafe(runtime);

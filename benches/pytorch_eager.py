@@ -92,18 +92,19 @@ class Dit(torch.nn.Module):
         return torch.einsum("nhwpqc->nchpwq", o).reshape(B, C, S * P, S * P)
 
 
-def timed(fn, runs, warmup, device="cpu"):
+def timed(fns, runs, warmup, device="cpu"):
+    """Times each of `fns` `runs` times, calling them round-robin as `odelt bench` calls its
+    lengths (a solve's consecutive calls of one length would be faster for both)."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts), min(ts), max(ts)
+    ts = [[] for _ in fns]
+    for i in range(warmup + runs):
+        for fn, times in zip(fns, ts):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1e3)
+    return [(statistics.median(t), min(t), max(t)) for t in ts]
 
 
 def main():
@@ -129,7 +130,7 @@ def main():
     if a.sgemm:
         m, k, n = map(int, a.mkn.split(","))
         x, wt = torch.randn(m, k, device=dev, dtype=dtype), torch.randn(k, n, device=dev, dtype=dtype)
-        med, lo, hi = timed(lambda: x @ wt, max(a.runs, 20), 5, a.device)
+        [(med, lo, hi)] = timed([lambda: x @ wt], max(a.runs, 20), 5, a.device)
         print(json.dumps({"sgemm": [m, k, n], "threads": a.threads, "device": a.device, "dtype": a.dtype,
                           "ms_median": med, "gflops_median": 2 * m * k * n / med / 1e6,
                           "gflops_best": 2 * m * k * n / lo / 1e6}))
@@ -145,9 +146,9 @@ def main():
         t = torch.full((batch,), 0.5, device=dev)
         k = torch.full((batch,), float(int(math.log2(cfg.get("denoise_timesteps", 128)))), device=dev)
         y = torch.zeros(batch, dtype=torch.long, device=dev)
-        for l in lengths:
-            with torch.inference_mode():
-                med, lo, hi = timed(lambda: run(x, t, k, y, l), a.runs, a.warmup, a.device)
+        with torch.inference_mode():
+            stats = timed([lambda l=l: run(x, t, k, y, l) for l in lengths], a.runs, a.warmup, a.device)
+        for l, (med, lo, hi) in zip(lengths, stats):
             print(json.dumps({"impl": "pytorch-compile" if a.compile else "pytorch-eager", "torch": torch.__version__,
                               "device": a.device, "dtype": a.dtype, "length": l, "batch": batch, "threads": a.threads,
                               "ms_median": med, "ms_min": lo, "ms_max": hi, "runs": a.runs}))

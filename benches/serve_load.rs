@@ -67,27 +67,46 @@ fn settings() -> Settings {
     s
 }
 
-/// A request mix: the body of the i-th request.
+/// A request mix: the body of the i-th request, and the images each request asks for.
 struct Mix {
     name: &'static str,
+    images: u64,
     body: fn(u64) -> Value,
 }
 
 const MIXES: &[Mix] = &[
     Mix {
         name: "euler T=4, l=12",
+        images: 1,
         body: |i| json!({ "n": 1, "length": 12, "steps": 4, "seed": i, "class": i % 10 }),
     },
     Mix {
         name: "euler T=128, l=12",
+        images: 1,
         body: |i| json!({ "n": 1, "length": 12, "steps": 128, "seed": i, "class": i % 10 }),
     },
     Mix {
         name: "euler T=4, l mixed 4/8/12",
+        images: 1,
         body: |i| {
             let length = [4, 8, 12][(i % 3) as usize];
             json!({ "n": 1, "length": length, "steps": 4, "seed": i, "class": i % 10 })
         },
+    },
+    Mix {
+        name: "euler T=4, l=12, n=4",
+        images: 4,
+        body: |i| json!({ "n": 4, "length": 12, "steps": 4, "seed": i, "class": i % 10 }),
+    },
+    Mix {
+        name: "euler T=4, l=12, cfg 2",
+        images: 1,
+        body: |i| json!({ "n": 1, "length": 12, "steps": 4, "seed": i, "class": i % 10, "cfg": 2.0 }),
+    },
+    Mix {
+        name: "dopri5 1e-3, l=12",
+        images: 1,
+        body: |i| json!({ "n": 1, "length": 12, "solver": "dopri5", "rtol": 1e-3, "atol": 1e-3, "seed": i, "class": i % 10 }),
     },
 ];
 
@@ -236,7 +255,7 @@ fn main() {
             println!(
                 "| {} | {clients} | {done} | {:.1} | {:.1} | {:.1} | {} | {:.1} |",
                 mix.name,
-                done as f64 / wall,
+                (done as u64 * mix.images) as f64 / wall,
                 percentile(&latencies, 0.5),
                 percentile(&latencies, 0.99),
                 errors.lock().expect("lock"),

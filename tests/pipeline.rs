@@ -167,6 +167,21 @@ fn eval_reports_quality_and_cost_per_cell() {
     assert_eq!(cells[0]["nfe"], 1);
     assert_eq!(cells[1]["nfe"], 4);
     assert_eq!(cells[3]["length"], 4);
+    // The second length's cells carry their change from the first, with a paired interval
+    // around it; the first length's have none.
+    assert!(cells[0].get("fd_vs_previous").is_none(), "{}", cells[0]);
+    for (first, second) in cells[..3].iter().zip(&cells[3..]) {
+        let change = &second["fd_vs_previous"];
+        assert_eq!(change["length"], first["length"], "{second}");
+        let diff = change["diff"].as_f64().expect("diff");
+        let want = second["fd"].as_f64().unwrap() - first["fd"].as_f64().unwrap();
+        assert!((diff - want).abs() < 1e-9, "{second}");
+        let ci = change["ci"].as_array().expect("ci");
+        assert!(
+            ci[0].as_f64().unwrap() <= diff && diff <= ci[1].as_f64().unwrap(),
+            "{second}"
+        );
+    }
     // A missing feature network is bad input, named.
     let missing = p("none.onnx");
     assert_exit(

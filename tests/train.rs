@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_bad_input, odelt, ok, path_arg, random_model, train_synthetic, words};
+use common::{assert_bad_input, odelt, odelt_words, ok, path_arg, random_model, train_synthetic, words};
 use odelt::model::{Dit, Lengths};
 use odelt::train::checkpoint::{self, load_weights, NamedTensors};
 use odelt::train::{TrainConfig, Trainer};
@@ -612,4 +612,33 @@ fn frechet_distance_without_libtorch_matches_libtorchs_eigh() {
             "{n}×{dim}: {fd} vs libtorch {reference}"
         );
     }
+}
+
+#[test]
+fn adaln_init_xavier_draws_only_the_blocks_projections() {
+    let dir = tempfile::tempdir().unwrap();
+    let std_of = |init: &str| {
+        let out = dir.path().join(init);
+        ok(odelt_words(
+            "train --data synthetic --steps 0 --adaln-init",
+            &[init, "--out", out.to_str().unwrap()],
+        ));
+        let saved = checkpoint::CheckpointConfig::read(&out).unwrap();
+        assert_eq!(serde_json::to_value(saved.train.adaln_init).unwrap(), init);
+        let weights = NamedTensors::read(&out.join("model.safetensors")).unwrap();
+        let std = |name: &str| weights.get(name).unwrap().std(false).double_value(&[]);
+        let d = saved.meta.model.hidden_size as f64;
+        (
+            std("blocks.0.adaLN_modulation.1.weight"),
+            std("final_layer.adaLN_modulation.1.weight"),
+            d,
+        )
+    };
+    let (block, last, _) = std_of("zero");
+    assert_eq!((block, last), (0.0, 0.0));
+    let (block, last, d) = std_of("xavier");
+    // U(±√(6 / (D + 6D))) has standard deviation √(2 / 7D).
+    let want = (2.0 / (7.0 * d)).sqrt();
+    assert!((block / want - 1.0).abs() < 0.05, "std {block}, want {want}");
+    assert_eq!(last, 0.0, "the final layer stays adaLN-Zero");
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::train::Objective;
+use crate::train::{AdaLnInit, Objective};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -73,6 +73,10 @@ pub struct TrainArgs {
     /// Draw flow-matching times on the T_max grid instead of U(0, 1).
     #[arg(long)]
     pub t_on_grid: bool,
+    /// How the blocks' adaLN projections start: zero (DiT's adaLN-Zero, every block starts as
+    /// the identity) or xavier (the authors' JAX code) [default: zero].
+    #[arg(long, value_enum)]
+    pub adaln_init: Option<AdaLnInit>,
     /// Save a checkpoint every this many steps (and always at the end).
     #[arg(long, default_value_t = 500)]
     pub save_every: u64,
@@ -106,6 +110,7 @@ impl TrainArgs {
             tc_fraction: self.tc_fraction,
             lc_fraction: self.lc_fraction,
             t_on_grid: self.t_on_grid,
+            adaln_init: self.adaln_init,
             seed: self.seed,
         }
     }

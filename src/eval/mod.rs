@@ -1,11 +1,12 @@
 //! Sample quality versus cost (`odelt eval`): samples of every length × solver cell, their
 //! Fréchet distance to held-out images in the feature space of an ONNX network (with a
-//! bootstrap interval), precision and recall in that space, time per image and memory per
+//! bootstrap interval, and a paired one for its change from the previous length), precision and recall in that space, time per image and memory per
 //! length.
 
 mod frechet;
 mod manifold;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -14,7 +15,7 @@ use odelt_runtime::{
 };
 use serde::Serialize;
 
-pub use frechet::{bootstrap_interval, frechet_distance, FeatureStats};
+pub use frechet::{frechet_distance, Bootstrap, FeatureStats};
 pub use manifold::{precision_recall, Manifold, PrecisionRecall, DEFAULT_K};
 
 use crate::bad_input;
@@ -99,6 +100,9 @@ pub struct Cell {
     pub fd: f64,
     /// Its 95% bootstrap interval (resampling the generated set).
     pub fd_ci: Option<[f64; 2]>,
+    /// The change of FD from the previous length of the evaluation (same solver and precision).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd_vs_previous: Option<FdChange>,
     /// k-NN precision and recall against n held-out images (k = 3).
     #[serde(flatten)]
     pub quality: PrecisionRecall,
@@ -111,6 +115,18 @@ pub struct Cell {
     /// That peak minus the resident memory just before this length's runtime opened: what
     /// sampling at this length added (weights, ONNX Runtime's arena, solver buffers), MB.
     pub added_rss_mb: Option<f64>,
+}
+
+/// A cell's FD minus the FD of the same solver and precision at an earlier length of the
+/// evaluation, with a paired 95% bootstrap interval: every cell draws the same noise and labels
+/// per row, and the bootstrap resamples the same rows from both, so the interval holds only what
+/// the lengths do not share. An interval that excludes 0 separates the two cells even where
+/// their own intervals overlap.
+#[derive(Debug, Clone, Serialize)]
+pub struct FdChange {
+    pub length: u32,
+    pub diff: f64,
+    pub ci: Option<[f64; 2]>,
 }
 
 /// Features of `images` [N, C, H, W] through the network (row-major [N, F]), and F.
@@ -193,6 +209,8 @@ pub fn evaluate(
     };
     let total = lengths.len() * precisions.len() * options.solvers.len();
     let mut cells = Vec::new();
+    // The last length's bootstrap per (precision, solver), for the paired differences.
+    let mut previous: HashMap<(String, String), (u32, Bootstrap)> = HashMap::new();
     for (&length, &precision) in lengths
         .iter()
         .flat_map(|l| precisions.iter().map(move |p| (l, p)))
@@ -221,23 +239,22 @@ pub fn evaluate(
                     reference.dim
                 ));
             }
-            let stats = FeatureStats::new(&generated, dim);
-            let fd = frechet_distance(&stats, &reference.stats);
+            let boot = Bootstrap::new(&generated, dim, &reference.stats, options.bootstrap, options.seed);
+            let precision_name = rt.options().precision_name(rt.manifest()).to_string();
+            let key = (precision_name.clone(), name.clone());
+            let fd_vs_previous = previous.get(&key).map(|(l, prev): &(u32, Bootstrap)| FdChange {
+                length: *l,
+                diff: boot.fd - prev.fd,
+                ci: boot.difference_interval(prev),
+            });
             let cell = Cell {
                 length,
-                precision: rt.options().precision_name(rt.manifest()).into(),
+                precision: precision_name,
                 solver: name.clone(),
                 nfe: samples.stats.nfe as u64,
-                fd,
-                fd_ci: bootstrap_interval(
-                    &generated,
-                    dim,
-                    &reference.stats,
-                    fd,
-                    options.bootstrap,
-                    options.seed,
-                )
-                .map(|(lo, hi)| [lo, hi]),
+                fd: boot.fd,
+                fd_ci: boot.interval(),
+                fd_vs_previous,
                 quality: precision_recall(&reference.manifold, &Manifold::new(&generated, dim, DEFAULT_K)),
                 ms_per_image: samples.wall.as_secs_f64() * 1e3 / options.n as f64,
                 weight_mb: weight_bytes(&rt, length)? as f64 / 1e6,
@@ -246,6 +263,7 @@ pub fn evaluate(
             };
             cell_done(&cell, total);
             cells.push(cell);
+            previous.insert(key, (length, boot));
         }
     }
     Ok((cells, reference.count()))
@@ -288,19 +306,23 @@ fn open_features(path: &Path, options: &RuntimeOptions) -> Result<Decoder> {
 pub fn markdown_table(cells: &[Cell], n: usize, reference: usize) -> String {
     let mut out = format!(
         "Fréchet distance of {n} samples to {reference} held-out images (lower is better)\n\n\
-         | length | precision | solver | NFE | FD | FD 95% CI | kNN precision | kNN recall | ms/image | weights MB | peak RSS MB | added RSS MB |\n\
-         |---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n"
+         | length | precision | solver | NFE | FD | FD 95% CI | ΔFD from previous length (95% CI) | kNN precision | kNN recall | ms/image | weights MB | peak RSS MB | added RSS MB |\n\
+         |---:|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n"
     );
     let mb = |v: Option<f64>| v.map_or("–".into(), |mb| format!("{mb:.0}"));
     for c in cells {
-        let ci = c.fd_ci.map_or("–".into(), |[lo, hi]| format!("{lo:.3}–{hi:.3}"));
+        let range = |ci: Option<[f64; 2]>| ci.map_or("–".into(), |[lo, hi]| format!("{lo:.3} … {hi:.3}"));
+        let change = c.fd_vs_previous.as_ref().map_or("–".into(), |d| {
+            format!("{:+.3} from l = {} ({})", d.diff, d.length, range(d.ci))
+        });
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.3} | {ci} | {:.3} | {:.3} | {:.2} | {:.1} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.3} | {} | {change} | {:.3} | {:.3} | {:.2} | {:.1} | {} | {} |\n",
             c.length,
             c.precision,
             c.solver,
             c.nfe,
             c.fd,
+            range(c.fd_ci),
             c.quality.precision,
             c.quality.recall,
             c.ms_per_image,

@@ -9,3 +9,4 @@ mod init;
 pub use block::{DitBlock, FinalLayer};
 pub use dit::{Dit, Lengths};
 pub use embed::{sincos_pos_embed, timestep_embedding, EmbeddingTable, PatchEmbedder, ScalarEmbedder};
+pub use init::xavier_uniform;

@@ -16,6 +16,17 @@ pub enum Objective {
     Flow,
 }
 
+/// How the blocks' adaLN projections start (their biases start at zero either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AdaLnInit {
+    /// Zero weights, DiT's adaLN-Zero: every block starts as the identity.
+    #[default]
+    Zero,
+    /// Xavier-uniform weights, as the authors' JAX code starts them.
+    Xavier,
+}
+
 /// Every field has a default, so a config.json may leave any out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -40,6 +51,7 @@ pub struct TrainConfig {
     pub lc_fraction: f64,
     /// Draw flow-matching t on the T_max grid instead of U(0, 1).
     pub t_on_grid: bool,
+    pub adaln_init: AdaLnInit,
     pub seed: u64,
     /// The checkpoint whose EMA weights started this run (θ and θ⁻), if it did not start from
     /// DiT's initialisation.
@@ -63,6 +75,7 @@ impl Default for TrainConfig {
             tc_fraction: 0.125,
             lc_fraction: 0.125,
             t_on_grid: false,
+            adaln_init: AdaLnInit::Zero,
             seed: 0,
             init_from: None,
         }
@@ -145,6 +158,7 @@ pub struct TrainOverrides {
     pub tc_fraction: Option<f64>,
     pub lc_fraction: Option<f64>,
     pub t_on_grid: bool,
+    pub adaln_init: Option<AdaLnInit>,
     pub seed: u64,
 }
 
@@ -164,6 +178,7 @@ impl TrainOverrides {
             tc_fraction: self.tc_fraction.unwrap_or(d.tc_fraction),
             lc_fraction: self.lc_fraction.unwrap_or(d.lc_fraction),
             t_on_grid: self.t_on_grid,
+            adaln_init: self.adaln_init.unwrap_or(d.adaln_init),
             seed: self.seed,
             ..d
         };

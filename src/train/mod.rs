@@ -3,7 +3,7 @@
 
 mod config;
 
-pub use config::{Objective, TrainConfig, TrainOverrides};
+pub use config::{AdaLnInit, Objective, TrainConfig, TrainOverrides};
 
 #[cfg(feature = "train")]
 pub mod checkpoint;

@@ -7,9 +7,9 @@ use odelt_format::{CheckpointMeta, ModelConfig};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::checkpoint::{self, named_variables, CheckpointConfig, CheckpointContents, LogRow, NamedTensors};
-use super::config::{Objective, TrainConfig};
+use super::config::{AdaLnInit, Objective, TrainConfig};
 use super::optim::{ema_update, AdamW};
-use crate::model::{Dit, Lengths};
+use crate::model::{xavier_uniform, Dit, Lengths};
 
 /// The losses of one step (MSE over all elements, and over each part of the batch).
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,6 +54,9 @@ impl Trainer {
         tch::manual_seed(mix_seed(train.seed, 0x1417) as i64);
         let vs = nn::VarStore::new(device);
         let model = Dit::new(&vs.root(), &model_config);
+        if train.adaln_init == AdaLnInit::Xavier {
+            xavier_adaln(&vs);
+        }
         let mut ema_vs = nn::VarStore::new(device);
         let ema = Dit::new(&ema_vs.root(), &model_config);
         ema_vs
@@ -285,6 +288,19 @@ impl Trainer {
 }
 
 /// Trainable variables sorted by name (the order AdamW and the EMA pair them in).
+/// Redraws every block's adaLN projection xavier-uniform (the final layer's stays zero), in
+/// name order so that the draws follow the seed.
+fn xavier_adaln(vs: &nn::VarStore) {
+    tch::no_grad(|| {
+        for (name, mut weight) in named_variables(vs) {
+            if name.starts_with("blocks.") && name.ends_with(".adaLN_modulation.1.weight") {
+                let (fan_out, fan_in) = weight.size2().expect("a linear weight is 2-D");
+                xavier_uniform(fan_in as usize, fan_out as usize).set(&mut weight);
+            }
+        }
+    });
+}
+
 fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     named_variables(vs)
         .into_iter()

@@ -6,10 +6,14 @@
 //! symmetric scale per output channel (column of B), the activation quantized to uint8 per
 //! tensor at run time, the bias (`Gemm`'s C, or the `Add` of a bias that follows a `MatMul`)
 //! added in fp32 inside the same kernel; a `Gemm` whose C another node computes (the fused
-//! graph's adaLN) gets that C added by an `Add` after the kernel. Everything else — the patch convolution, norms,
-//! the attention products of two activations, softmax, the adaLN modulation, gates and
-//! residual adds — keeps the export's fp32. The rewrite looks at operators and initializers
-//! only, so it applies to whatever graph the exporter emits.
+//! graph's adaLN) gets that C added by an `Add` after the kernel. A `com.microsoft.Attention`
+//! (the fused graph's, qkv weight in `[in, out]` layout) becomes the same int8 qkv product,
+//! a `Split` into q, k and v and a `com.microsoft.MultiHeadAttention` that adds the qkv bias
+//! (the form fused graphs were written in before `Attention`, which the rewrite also takes).
+//! Everything else — the patch convolution, norms, the attention products of two
+//! activations, softmax, the adaLN modulation, gates and residual adds — keeps the export's
+//! fp32. The rewrite looks at operators and initializers only, so it applies to whatever
+//! graph the exporter emits.
 //!
 //! Shared weights: the int8 weights and scales of every length are quantized once into one
 //! file, `weights.int8.<hash>.bin` (named by its content, 64 KiB-aligned int8 tensors), and
@@ -21,8 +25,9 @@ use std::path::Path;
 use odelt_export::external::{read_model, ExternalFiles, ExternalRef};
 use odelt_format::atomic::write_atomic;
 use odelt_format::Manifest;
+use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 
 use crate::error::{Error, Result};
 use crate::relink::{hex_sha256, ALIGNMENT};
@@ -133,32 +138,71 @@ struct Product {
     n: i64,
     /// `Gemm`'s C when it is a 1-D bias of N.
     bias: Option<String>,
+    /// What the node computes after the product.
+    then: Then,
+}
+
+/// The work of a product's node that follows its int8 product.
+enum Then {
+    /// None: the product (with its bias) is the node's output.
+    Nothing,
     /// `Gemm`'s C when another node computes it (the fused graph's adaLN bias plus one): added
     /// after the int8 product by an `Add`, which broadcasts as Gemm's C does.
-    added: Option<String>,
+    Add(String),
+    /// `Attention`'s self-attention over its qkv product: a `Split` into q, k and v, then
+    /// `MultiHeadAttention` with the qkv bias and the node's attributes.
+    Attention {
+        bias: Option<String>,
+        attributes: Vec<AttributeProto>,
+    },
 }
+
+/// `Attention` attributes that `MultiHeadAttention` takes with the same meaning; an
+/// `Attention` with any other (a causal mask, rotary embeddings, unequal q, k and v widths)
+/// stays fp32.
+const SELF_ATTENTION_ATTRIBUTES: [&str; 2] = ["num_heads", "scale"];
 
 /// The product `node` computes with an fp32 weight initializer, if the rewrite can take it.
 fn product(node: &NodeProto, weights: &HashMap<String, (ExternalRef, Vec<i64>)>) -> Option<Product> {
-    if !node.domain.is_empty() || node.input.len() < 2 {
+    if node.input.len() < 2 {
         return None;
     }
     let (_, dims) = weights.get(&node.input[1])?;
     let &[rows, cols] = dims.as_slice() else {
         return None;
     };
-    match node.op_type.as_str() {
-        "MatMul" if node.input.len() == 2 => Some(Product {
-            weight: WeightUse {
-                name: node.input[1].clone(),
-                transposed: false,
-            },
+    let plain = WeightUse {
+        name: node.input[1].clone(),
+        transposed: false,
+    };
+    match (node.domain.as_str(), node.op_type.as_str()) {
+        ("", "MatMul") if node.input.len() == 2 => Some(Product {
+            weight: plain,
             k: rows,
             n: cols,
             bias: None,
-            added: None,
+            then: Then::Nothing,
         }),
-        "Gemm" => {
+        (MICROSOFT, "Attention") => {
+            let bias = node.input.get(2).filter(|b| !b.is_empty());
+            let self_attention = node.input.len() <= 3
+                && cols % 3 == 0
+                && node
+                    .attribute
+                    .iter()
+                    .all(|a| SELF_ATTENTION_ATTRIBUTES.contains(&a.name.as_str()));
+            self_attention.then(|| Product {
+                weight: plain,
+                k: rows,
+                n: cols,
+                bias: None,
+                then: Then::Attention {
+                    bias: bias.cloned(),
+                    attributes: node.attribute.clone(),
+                },
+            })
+        }
+        ("", "Gemm") => {
             let transposed = attr_int(node, "transB", 0) == 1;
             let (k, n) = if transposed { (cols, rows) } else { (rows, cols) };
             let c = node.input.get(2).filter(|c| !c.is_empty());
@@ -175,7 +219,9 @@ fn product(node: &NodeProto, weights: &HashMap<String, (ExternalRef, Vec<i64>)>)
                 k,
                 n,
                 bias: c.filter(|_| stored_bias).cloned(),
-                added: c.filter(|_| computed).cloned(),
+                then: c
+                    .filter(|_| computed)
+                    .map_or(Then::Nothing, |c| Then::Add(c.clone())),
             })
         }
         _ => None,
@@ -269,6 +315,14 @@ fn append(bytes: &mut Vec<u8>, alignment: u64, data: &[u8]) -> u64 {
     offset
 }
 
+fn int_attribute(name: &str, value: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::INT.into();
+    a.i = value;
+    a
+}
+
 fn external_tensor(name: &str, data_type: DataType, dims: Vec<i64>, r: &ExternalRef) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.into();
@@ -327,7 +381,7 @@ pub fn quantize_graph(model: &mut ModelProto, weights_file: &str, int8: &Int8Wei
     let mut added = HashSet::new();
     let mut new_initializers = Vec::new();
     // Nodes to insert after the node of that index.
-    let mut after: HashMap<usize, NodeProto> = HashMap::new();
+    let mut after: HashMap<usize, Vec<NodeProto>> = HashMap::new();
     let graph = model.graph.mut_or_insert_default();
     for index in 0..graph.node.len() {
         let Some(p) = product(&graph.node[index], &weights) else {
@@ -372,17 +426,36 @@ pub fn quantize_graph(model: &mut ModelProto, weights_file: &str, int8: &Int8Wei
             // Zero point absent (symmetric weights), then the bias.
             q.input.extend([String::new(), b]);
         }
-        match &p.added {
-            None => q.output = vec![output],
-            Some(c) => {
+        match p.then {
+            Then::Nothing => q.output = vec![output],
+            Then::Add(c) => {
                 let product = format!("{output}/int8_product");
                 q.output = vec![product.clone()];
                 let mut add = NodeProto::new();
                 add.name = format!("{}/add_bias", node.name);
                 add.op_type = "Add".into();
-                add.input = vec![product, c.clone()];
+                add.input = vec![product, c];
                 add.output = vec![output];
-                after.insert(index, add);
+                after.insert(index, vec![add]);
+            }
+            Then::Attention { bias, attributes } => {
+                q.name = format!("{}/qkv", node.name);
+                q.output = vec![q.name.clone()];
+                let mut split = NodeProto::new();
+                split.name = format!("{}/unbind", node.name);
+                split.op_type = "Split".into();
+                split.input = q.output.clone();
+                split.output = (0..3).map(|i| format!("{}:{i}", split.name)).collect();
+                split.attribute.push(int_attribute("axis", -1));
+                let mut mha = NodeProto::new();
+                mha.name = format!("{}/mha", node.name);
+                mha.op_type = "MultiHeadAttention".into();
+                mha.domain = MICROSOFT.into();
+                mha.input = split.output.clone();
+                mha.input.extend(bias);
+                mha.output = vec![output];
+                mha.attribute = attributes;
+                after.insert(index, vec![split, mha]);
             }
         }
         graph.node[index] = q;
@@ -393,9 +466,7 @@ pub fn quantize_graph(model: &mut ModelProto, weights_file: &str, int8: &Int8Wei
         if !removed.contains(&index) {
             graph.node.push(node);
         }
-        if let Some(add) = after.remove(&index) {
-            graph.node.push(add);
-        }
+        graph.node.extend(after.remove(&index).unwrap_or_default());
     }
     let used: HashSet<&str> = graph
         .node

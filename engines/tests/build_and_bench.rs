@@ -161,18 +161,28 @@ fn int8_engines_sit_beside_fp32_share_one_int8_file_and_stay_close() {
             "{}",
             int8.options
         );
-        // In the fused graph (the default export) the qkv bias belongs to MultiHeadAttention and
-        // fc1's to FastGelu, and adaLN's Gemm takes a computed bias (added after the int8
-        // product): the attention projection's and fc2's bias Adds fold, and the final linear's.
+        // In the fused graph (the default export) the qkv bias belongs to Attention (to
+        // MultiHeadAttention once int8) and fc1's to FastGelu, and adaLN's Gemm takes a computed
+        // bias (added after the int8 product): the attention projection's and fc2's bias Adds
+        // fold, and the final linear's.
         assert_eq!(int8.options["int8"]["biases_folded"], 2 * blocks + 1);
         let model = odelt_export::external::read_model(&dir.join(&int8.file)).unwrap();
         let ops: Vec<&str> = model.graph.node.iter().map(|n| n.op_type.as_str()).collect();
-        assert!(ops.contains(&"DynamicQuantizeMatMul"), "{ops:?}");
+        let count = |op: &str| ops.iter().filter(|o| **o == op).count() as u64;
+        assert_eq!(count("DynamicQuantizeMatMul"), 5 * blocks + 6, "{ops:?}");
+        // Each block's Attention is now its int8 qkv product, a Split and MultiHeadAttention.
+        assert_eq!(count("Attention"), 0, "{ops:?}");
+        assert_eq!(count("MultiHeadAttention"), blocks, "{ops:?}");
+        let initializers: Vec<&str> = model.graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        for i in 0..blocks {
+            let qkv = format!("blocks.{i}.attn.qkv.weight");
+            assert!(initializers.contains(&format!("{qkv}.int8").as_str()), "{qkv}");
+            assert!(!initializers.contains(&qkv.as_str()), "{qkv} is left in fp32");
+        }
         // No fp32 matrix product with a weight is left (attention's products of two
         // activations stay fp32).
-        let initializers: Vec<&str> = model.graph.initializer.iter().map(|t| t.name.as_str()).collect();
         for node in &model.graph.node {
-            if ["MatMul", "Gemm", "FusedMatMul"].contains(&node.op_type.as_str()) {
+            if ["MatMul", "Gemm", "FusedMatMul", "Attention"].contains(&node.op_type.as_str()) {
                 assert!(
                     !node.input.iter().any(|i| initializers.contains(&i.as_str())),
                     "{node:?}"

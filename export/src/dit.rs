@@ -1,14 +1,16 @@
 //! The ODE_t(ODE_l) DiT as an ONNX graph for one length l (docs/DESIGN.md §3).
 //!
-//! Every weight matrix is a plain initializer of a `MatMul` (token linears, `[in, out]`) or a
-//! `Gemm(transB = 1)` (conditioning linears, checkpoint layout), so post-passes that rewrite
-//! matrix products see them all. Around them the graph has two forms ([`Ops`]):
+//! Every weight matrix is a plain initializer, input 1 of the node that multiplies by it: a
+//! `MatMul` (token linears, `[in, out]`), a `Gemm(transB = 1)` (conditioning linears, checkpoint
+//! layout) or, for qkv in the fused form, `com.microsoft` `Attention` (`[in, out]`), so
+//! post-passes that rewrite matrix products see them all. Around them the graph has two forms
+//! ([`Ops`]):
 //!
-//! - **fused** (default; ONNX Runtime's CPU and CUDA providers): 22 nodes per block. adaLN's
+//! - **fused** (default; ONNX Runtime's CPU and CUDA providers): 20 nodes per block. adaLN's
 //!   six vectors come from one Gemm (whose bias carries the `1 +` of both scales, folded into a
 //!   constant by ONNX Runtime), one Unsqueeze and one Split; `modulate(LN(x))` is a unit-scale
-//!   `LayerNormalization`, a Mul and an Add; attention is qkv `MatMul` → `Split` → `com.microsoft`
-//!   `MultiHeadAttention` (which adds the qkv bias and scales by 1/√d_head); fc1's bias and
+//!   `LayerNormalization`, a Mul and an Add; attention is one `com.microsoft` `Attention` (qkv
+//!   product and bias, then attention scaled by its default 1/√d_head); fc1's bias and
 //!   tanh-GELU are one `com.microsoft` `FastGelu`.
 //! - **standard** (opset 17 only, for TensorRT, whose parser takes no `com.microsoft`
 //!   operators): `LayerNormalization` then `x·(1 + scale) + shift`, `MatMul` + `Add` for every
@@ -479,18 +481,12 @@ impl DitGraph<'_> {
         let ctx = match self.ops {
             Ops::Fused => {
                 let heads = self.cfg.num_heads as i64;
-                let (qkv, bias) = self.matmul(&format!("{s}/attn/qkv"), h, &format!("{s}.attn.qkv"));
-                let parts = self.g.node_n(
-                    &format!("{s}/attn/unbind"),
-                    "Split",
-                    &[&qkv],
-                    3,
-                    vec![("axis", Attr::Int(-1))],
-                );
+                let w = self.weight(&format!("{s}.attn.qkv.weight"));
+                let bias = self.weight(&format!("{s}.attn.qkv.bias"));
                 self.g.contrib(
-                    &format!("{s}/attn/mha"),
-                    "MultiHeadAttention",
-                    &[&parts[0], &parts[1], &parts[2], &bias],
+                    &format!("{s}/attn/attention"),
+                    "Attention",
+                    &[h, &w, &bias],
                     vec![("num_heads", Attr::Int(heads))],
                 )
             }

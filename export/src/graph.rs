@@ -22,7 +22,7 @@ use crate::weights::StoredTensor;
 pub const IR_VERSION: i64 = 8;
 /// Opset 17: the first with `LayerNormalization`.
 pub const OPSET: i64 = 17;
-/// ONNX Runtime's contrib operators (MultiHeadAttention, FastGelu): CPU and CUDA providers.
+/// ONNX Runtime's contrib operators (Attention, FastGelu): CPU and CUDA providers.
 pub const CONTRIB_DOMAIN: &str = "com.microsoft";
 
 /// A dimension of a graph input or output.

@@ -24,9 +24,10 @@ pub struct Manifest {
     /// Element type of the graphs' `x` and `v`: "fp32" unless exported with fp16 I/O.
     #[serde(default = "fp32")]
     pub io_precision: String,
-    /// Operators the graphs use: "fused" (ONNX Runtime's `com.microsoft` MultiHeadAttention
-    /// and FastGelu; CPU and CUDA providers) or "standard" (ONNX opset 17 only, which
-    /// TensorRT needs). Exports that predate the field are standard.
+    /// Operators the graphs use: "fused" (ONNX Runtime's `com.microsoft` Attention, or
+    /// MultiHeadAttention in earlier exports, and FastGelu; CPU and CUDA providers) or
+    /// "standard" (ONNX opset 17 only, which TensorRT needs). Exports that predate the field
+    /// are standard.
     #[serde(default = "standard_ops")]
     pub ops: String,
     /// The shared external-data file every graph references.

@@ -30,7 +30,7 @@ pub struct ExportArgs {
     pub fp16_io: bool,
     /// Write the graphs with standard ONNX operators only (needed by --backend tensorrt,
     /// whose parser takes no com.microsoft operators). Default: fused nodes for ONNX
-    /// Runtime's CPU and CUDA providers (MultiHeadAttention, FastGelu; docs/DESIGN.md §3).
+    /// Runtime's CPU and CUDA providers (Attention, FastGelu; docs/DESIGN.md §3).
     #[arg(long)]
     pub standard_ops: bool,
 }

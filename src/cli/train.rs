@@ -73,8 +73,9 @@ pub struct TrainArgs {
     /// Draw flow-matching times on the T_max grid instead of U(0, 1).
     #[arg(long)]
     pub t_on_grid: bool,
-    /// How the blocks' adaLN projections start: zero (DiT's adaLN-Zero, every block starts as
-    /// the identity) or xavier (the authors' JAX code) [default: zero].
+    /// How the blocks' adaLN projections start: xavier (the authors' JAX code; the few-step
+    /// levels converge sooner) or zero (DiT's adaLN-Zero, every block starts as the identity)
+    /// [default: xavier].
     #[arg(long, value_enum)]
     pub adaln_init: Option<AdaLnInit>,
     /// Save a checkpoint every this many steps (and always at the end).

@@ -17,13 +17,16 @@ pub enum Objective {
 }
 
 /// How the blocks' adaLN projections start (their biases start at zero either way).
+/// `Default` is what a config.json without the field means: runs from before the field
+/// existed started from zero. New runs start from xavier ([`TrainConfig::default`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum AdaLnInit {
     /// Zero weights, DiT's adaLN-Zero: every block starts as the identity.
     #[default]
     Zero,
-    /// Xavier-uniform weights, as the authors' JAX code starts them.
+    /// Xavier-uniform weights, as the authors' JAX code starts them: the few-step levels
+    /// converge sooner (EXPERIMENTS.md, "Training defaults").
     Xavier,
 }
 
@@ -51,6 +54,7 @@ pub struct TrainConfig {
     pub lc_fraction: f64,
     /// Draw flow-matching t on the T_max grid instead of U(0, 1).
     pub t_on_grid: bool,
+    #[serde(default)]
     pub adaln_init: AdaLnInit,
     pub seed: u64,
     /// The checkpoint whose EMA weights started this run (θ and θ⁻), if it did not start from
@@ -75,7 +79,7 @@ impl Default for TrainConfig {
             tc_fraction: 0.125,
             lc_fraction: 0.125,
             t_on_grid: false,
-            adaln_init: AdaLnInit::Zero,
+            adaln_init: AdaLnInit::Xavier,
             seed: 0,
             init_from: None,
         }
@@ -190,6 +194,14 @@ impl TrainOverrides {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_runs_start_xavier_and_older_configs_read_as_zero() {
+        assert_eq!(TrainConfig::default().adaln_init, AdaLnInit::Xavier);
+        let older: TrainConfig = serde_json::from_str(r#"{"ema_decay": 0.999}"#).unwrap();
+        assert_eq!(older.adaln_init, AdaLnInit::Zero);
+        assert_eq!(older.tc_fraction, TrainConfig::default().tc_fraction);
+    }
 
     #[test]
     fn schedule_warms_up_holds_and_decays() {

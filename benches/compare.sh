@@ -4,9 +4,8 @@
 #   source scripts/env.sh; benches/compare.sh EXPORT_DIR CKPT_DIR [REPS] [THREADS] [BATCH]
 # EXPORT_DIR must hold engines built by `odelt engines build --backend ort-cpu`. COMPILE=1 adds
 # the model under torch.compile (inductor) to every repetition; RUNS sets the timed calls per
-# length (default 10). Both harnesses call the lengths
-# round-robin; CONSECUTIVE=1 times one length per process instead (all calls of a length in a
-# row, as in a solve).
+# length (default 10). Both harnesses call the lengths round-robin; CONSECUTIVE=1 times one
+# length per process instead (all calls of a length in a row, as in a solve).
 set -euo pipefail
 dir=$1; ckpt=$2; reps=${3:-3}; threads=${4:-2}; batch=${5:-1}; runs=${RUNS:-10}
 here=$(cd "$(dirname "$0")" && pwd)

@@ -23,9 +23,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use odelt_export::external::{read_model, ExternalFiles, ExternalRef};
+use odelt_export::{attribute, Attr, CONTRIB_DOMAIN};
 use odelt_format::atomic::write_atomic;
 use odelt_format::Manifest;
-use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 
@@ -34,7 +34,6 @@ use crate::relink::{hex_sha256, ALIGNMENT};
 
 /// Prefix of the shared int8 weights file's name.
 pub const FILE_PREFIX: &str = "weights.int8.";
-const MICROSOFT: &str = "com.microsoft";
 /// Scales are small: packed at this alignment after their weights.
 const SCALE_ALIGNMENT: u64 = 64;
 
@@ -183,7 +182,7 @@ fn product(node: &NodeProto, weights: &HashMap<String, (ExternalRef, Vec<i64>)>)
             bias: None,
             then: Then::Nothing,
         }),
-        (MICROSOFT, "Attention") => {
+        (CONTRIB_DOMAIN, "Attention") => {
             let bias = node.input.get(2).filter(|b| !b.is_empty());
             let self_attention = node.input.len() <= 3
                 && cols % 3 == 0
@@ -315,14 +314,6 @@ fn append(bytes: &mut Vec<u8>, alignment: u64, data: &[u8]) -> u64 {
     offset
 }
 
-fn int_attribute(name: &str, value: i64) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::INT.into();
-    a.i = value;
-    a
-}
-
 fn external_tensor(name: &str, data_type: DataType, dims: Vec<i64>, r: &ExternalRef) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.into();
@@ -420,7 +411,7 @@ pub fn quantize_graph(model: &mut ModelProto, weights_file: &str, int8: &Int8Wei
         let mut q = NodeProto::new();
         q.name = node.name.clone();
         q.op_type = "DynamicQuantizeMatMul".into();
-        q.domain = MICROSOFT.into();
+        q.domain = CONTRIB_DOMAIN.into();
         q.input = vec![node.input[0].clone(), int8_name, scale_name];
         if let Some(b) = bias {
             // Zero point absent (symmetric weights), then the bias.
@@ -446,11 +437,11 @@ pub fn quantize_graph(model: &mut ModelProto, weights_file: &str, int8: &Int8Wei
                 split.op_type = "Split".into();
                 split.input = q.output.clone();
                 split.output = (0..3).map(|i| format!("{}:{i}", split.name)).collect();
-                split.attribute.push(int_attribute("axis", -1));
+                split.attribute.push(attribute("axis", Attr::Int(-1)));
                 let mut mha = NodeProto::new();
                 mha.name = format!("{}/mha", node.name);
                 mha.op_type = "MultiHeadAttention".into();
-                mha.domain = MICROSOFT.into();
+                mha.domain = CONTRIB_DOMAIN.into();
                 mha.input = split.output.clone();
                 mha.input.extend(bias);
                 mha.output = vec![output];
@@ -487,9 +478,9 @@ pub fn quantize_graph(model: &mut ModelProto, weights_file: &str, int8: &Int8Wei
         .collect();
     graph.value_info.retain(|v| produced.contains(v.name.as_str()));
     graph.initializer.extend(new_initializers);
-    if report.products > 0 && !model.opset_import.iter().any(|o| o.domain == MICROSOFT) {
+    if report.products > 0 && !model.opset_import.iter().any(|o| o.domain == CONTRIB_DOMAIN) {
         let mut opset = OperatorSetIdProto::new();
-        opset.domain = MICROSOFT.into();
+        opset.domain = CONTRIB_DOMAIN.into();
         opset.version = 1;
         model.opset_import.push(opset);
     }

@@ -309,7 +309,8 @@ fn entry(key: &str, value: &str) -> StringStringEntryProto {
     e
 }
 
-fn attribute(name: &str, value: Attr) -> AttributeProto {
+/// A node attribute as ONNX stores it.
+pub fn attribute(name: &str, value: Attr) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.to_string();
     match value {

@@ -62,6 +62,7 @@ use protobuf::Message;
 
 pub use dit::{length_row_name, Ops};
 pub use error::{Error, Result};
+pub use graph::{attribute, Attr, CONTRIB_DOMAIN};
 pub use verify::{content_hash, verify, Verified};
 pub use weights::ALIGNMENT;
 

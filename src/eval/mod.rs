@@ -1,7 +1,7 @@
 //! Sample quality versus cost (`odelt eval`): samples of every length × solver cell, their
 //! Fréchet distance to held-out images in the feature space of an ONNX network (with a
-//! bootstrap interval, and a paired one for its change from the previous length), precision and recall in that space, time per image and memory per
-//! length.
+//! bootstrap interval, and a paired one for its change from the previous length), precision
+//! and recall in that space, time per image and memory per length.
 
 mod frechet;
 mod manifold;

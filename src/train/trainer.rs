@@ -289,7 +289,10 @@ impl Trainer {
 
 /// Trainable variables sorted by name (the order AdamW and the EMA pair them in).
 /// Redraws every block's adaLN projection xavier-uniform (the final layer's stays zero), in
-/// name order so that the draws follow the seed.
+/// name order so that the draws follow the seed. A redraw after DiT's initialisation rather
+/// than a different one inside it: every other weight is then the same as in an adaLN-Zero
+/// run of the same seed, so comparing the two changes one thing (EXPERIMENTS.md, "Training
+/// defaults").
 fn xavier_adaln(vs: &nn::VarStore) {
     tch::no_grad(|| {
         for (name, mut weight) in named_variables(vs) {

@@ -642,3 +642,26 @@ fn adaln_init_xavier_draws_only_the_blocks_projections() {
     assert!((block / want - 1.0).abs() < 0.05, "std {block}, want {want}");
     assert_eq!(last, 0.0, "the final layer stays adaLN-Zero");
 }
+
+#[test]
+fn sampling_weights_steer_lengths_and_levels() {
+    let config = ModelConfig::tiny();
+    let train = TrainConfig {
+        batch_size: 64,
+        length_weights: vec![1.0, 0.0],
+        tc_level_weights: vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+        ..Default::default()
+    };
+    let trainer = Trainer::new(config.clone(), train, 10, Device::Cpu);
+    let x1 = Tensor::zeros([64, 1, 8, 8], (Kind::Float, Device::Cpu));
+    let y = Tensor::zeros([64], (Kind::Int64, Device::Cpu));
+    let batch = trainer.make_batch(&x1, &y);
+    let shortest = config.valid_lengths()[0] as i64;
+    assert!(batch.lengths.eq(shortest).all().int64_value(&[]) == 1, "every sample at l = 2");
+    let k0 = batch.k.narrow(0, 0, batch.tc as i64);
+    assert!(k0.eq(2.0).all().int64_value(&[]) == 1, "every TC sample at level 2");
+
+    let uniform = Trainer::new(config.clone(), TrainConfig::default(), 10, Device::Cpu);
+    let lengths = uniform.make_batch(&x1, &y).lengths;
+    assert!(lengths.ne(shortest).any().int64_value(&[]) == 1, "uniform draws reach l = 4");
+}

@@ -78,6 +78,16 @@ pub struct TrainArgs {
     /// [default: xavier].
     #[arg(long, value_enum)]
     pub adaln_init: Option<AdaLnInit>,
+    /// Relative weights of the lengths a sample trains at, shortest first, one per valid
+    /// length (fmnist: 4, 8, 12), e.g. `2,1,1` to train the shortest length on half the batch
+    /// [default: uniform].
+    #[arg(long, value_delimiter = ',', value_name = "W,W,...")]
+    pub length_weights: Vec<f64>,
+    /// Relative weights of the time-consistency levels k0 = 0 (one step), 1, … log2 T_max − 1
+    /// (fmnist: 7 weights) in each TC sample's draw, e.g. `3,3,2,2,1,1,1` for more of the
+    /// few-step levels [default: uniform].
+    #[arg(long, value_delimiter = ',', value_name = "W,W,...")]
+    pub tc_level_weights: Vec<f64>,
     /// Save a checkpoint every this many steps (and always at the end).
     #[arg(long, default_value_t = 500)]
     pub save_every: u64,
@@ -112,6 +122,8 @@ impl TrainArgs {
             lc_fraction: self.lc_fraction,
             t_on_grid: self.t_on_grid,
             adaln_init: self.adaln_init,
+            length_weights: self.length_weights.clone(),
+            tc_level_weights: self.tc_level_weights.clone(),
             seed: self.seed,
         }
     }

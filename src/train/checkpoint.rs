@@ -32,7 +32,10 @@ impl Versioned for CheckpointConfig {
     const WHAT: &'static str = "an odelt training config";
 
     fn validate(&self) -> odelt_format::Result<()> {
-        self.meta.model.validate()
+        self.meta.model.validate()?;
+        self.train
+            .validate_for(&self.meta.model)
+            .map_err(odelt_format::Error::InvalidConfig)
     }
 }
 

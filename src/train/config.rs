@@ -56,6 +56,14 @@ pub struct TrainConfig {
     pub t_on_grid: bool,
     #[serde(default)]
     pub adaln_init: AdaLnInit,
+    /// Relative weights of the valid lengths (shortest first) in each sample's length draw;
+    /// empty: uniform. Length consistency's teacher lengths stay uniform.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub length_weights: Vec<f64>,
+    /// Relative weights of the time-consistency levels k0 = 0 (one step) … log2 T_max − 1 in
+    /// each TC sample's draw; empty: uniform.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tc_level_weights: Vec<f64>,
     pub seed: u64,
     /// The checkpoint whose EMA weights started this run (θ and θ⁻), if it did not start from
     /// DiT's initialisation.
@@ -80,6 +88,8 @@ impl Default for TrainConfig {
             lc_fraction: 0.125,
             t_on_grid: false,
             adaln_init: AdaLnInit::Xavier,
+            length_weights: Vec::new(),
+            tc_level_weights: Vec::new(),
             seed: 0,
             init_from: None,
         }
@@ -145,8 +155,45 @@ impl TrainConfig {
         unit("lc_fraction", self.lc_fraction)?;
         unit("ema_decay", self.ema_decay)?;
         unit("beta1", self.beta1)?;
-        unit("beta2", self.beta2)
+        unit("beta2", self.beta2)?;
+        weights("length", &self.length_weights)?;
+        weights("TC level", &self.tc_level_weights)
     }
+
+    /// Checks what depends on the model: one weight per valid length and per TC level.
+    pub fn validate_for(&self, model: &ModelConfig) -> Result<(), String> {
+        self.validate()?;
+        let count = |name: &str, w: &[f64], what: String, n: usize| {
+            if w.is_empty() || w.len() == n {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} {name} weights given for the model's {n} {what}",
+                    w.len()
+                ))
+            }
+        };
+        let lengths = model.valid_lengths();
+        count(
+            "length",
+            &self.length_weights,
+            format!("lengths {lengths:?}"),
+            lengths.len(),
+        )?;
+        let levels = model.flow_level() as usize;
+        let what = format!("time-consistency levels 0..={}", levels - 1);
+        count("TC level", &self.tc_level_weights, what, levels)
+    }
+}
+
+/// Relative sampling weights: empty (uniform), or non-negative with a positive sum.
+fn weights(name: &str, w: &[f64]) -> Result<(), String> {
+    if w.iter().any(|v| !v.is_finite() || *v < 0.0) || (!w.is_empty() && w.iter().sum::<f64>() <= 0.0) {
+        return Err(format!(
+            "{name} weights must be non-negative with a positive sum, not {w:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// The hyper-parameters a user gave; [`TrainOverrides::resolve`] fills in the defaults.
@@ -163,6 +210,8 @@ pub struct TrainOverrides {
     pub lc_fraction: Option<f64>,
     pub t_on_grid: bool,
     pub adaln_init: Option<AdaLnInit>,
+    pub length_weights: Vec<f64>,
+    pub tc_level_weights: Vec<f64>,
     pub seed: u64,
 }
 
@@ -183,10 +232,12 @@ impl TrainOverrides {
             lc_fraction: self.lc_fraction.unwrap_or(d.lc_fraction),
             t_on_grid: self.t_on_grid,
             adaln_init: self.adaln_init.unwrap_or(d.adaln_init),
+            length_weights: self.length_weights.clone(),
+            tc_level_weights: self.tc_level_weights.clone(),
             seed: self.seed,
             ..d
         };
-        config.validate()?;
+        config.validate_for(model)?;
         Ok(config)
     }
 }
@@ -224,6 +275,39 @@ mod tests {
         assert_eq!(TrainConfig::default_lr(1152), 1e-4);
         assert!((TrainConfig::default_lr(128) - 6e-4).abs() < 1e-12);
         assert_eq!(TrainConfig::default_lr(32), 1e-3);
+    }
+
+    #[test]
+    fn sampling_weights_need_one_per_choice() {
+        let model = ModelConfig::fmnist();
+        let with = |w: &[f64]| TrainOverrides {
+            length_weights: w.to_vec(),
+            ..Default::default()
+        };
+        assert!(with(&[]).resolve(&model).is_ok());
+        assert_eq!(
+            with(&[2.0, 1.0, 1.0]).resolve(&model).unwrap().length_weights,
+            [2.0, 1.0, 1.0]
+        );
+        let err = with(&[2.0, 1.0]).resolve(&model).unwrap_err();
+        assert!(
+            err.contains("2 length weights") && err.contains("[4, 8, 12]"),
+            "{err}"
+        );
+        assert!(with(&[1.0, -1.0, 1.0]).resolve(&model).is_err());
+        assert!(with(&[0.0, 0.0, 0.0]).resolve(&model).is_err());
+        let levels = |w: &[f64]| TrainOverrides {
+            tc_level_weights: w.to_vec(),
+            ..Default::default()
+        };
+        assert!(levels(&[3.0, 3.0, 2.0, 2.0, 1.0, 1.0, 1.0])
+            .resolve(&model)
+            .is_ok());
+        let err = levels(&[1.0; 8]).resolve(&model).unwrap_err();
+        assert!(
+            err.contains("8 TC level weights") && err.contains("0..=6"),
+            "{err}"
+        );
     }
 
     #[test]

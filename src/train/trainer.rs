@@ -130,7 +130,7 @@ impl Trainer {
         let b = x1.size()[0];
         let (tc, lc) = self.train.split(b as usize);
         let opts = (Kind::Float, self.device);
-        let lengths = self.sample_lengths(b);
+        let lengths = self.sample_lengths(b, &self.train.length_weights);
         let x0 = x1.randn_like();
         let flow_level = cfg.flow_level() as f64;
 
@@ -147,7 +147,12 @@ impl Trainer {
         );
 
         // Time consistency: level k0, t on the grid of step 2d = 1/2^k0.
-        let k0 = Tensor::randint(cfg.flow_level() as i64, [tc as i64], (Kind::Int64, self.device));
+        let k0 = draw_indices(
+            tc as i64,
+            cfg.flow_level() as i64,
+            &self.train.tc_level_weights,
+            self.device,
+        );
         let steps_at_k0 = Tensor::full([tc as i64], 2.0, opts).pow(&k0.to_kind(Kind::Float));
         let t_tc = (Tensor::rand([tc as i64], opts) * &steps_at_k0).floor() / &steps_at_k0;
         t = Tensor::cat(&[t_tc, t.narrow(0, tc as i64, b - tc as i64)], 0);
@@ -172,7 +177,7 @@ impl Trainer {
             }
             if lc > 0 {
                 let part = |x: &Tensor| x.narrow(0, b - lc as i64, lc as i64);
-                let l_lc = self.sample_lengths(lc as i64);
+                let l_lc = self.sample_lengths(lc as i64, &[]);
                 let v = self.ema.forward(
                     &part(&x_t),
                     &part(&t),
@@ -196,15 +201,15 @@ impl Trainer {
         }
     }
 
-    /// Lengths drawn uniformly from the valid ones (full depth for the baselines).
-    fn sample_lengths(&self, n: i64) -> Tensor {
+    /// Lengths drawn from the valid ones with relative `weights` (empty: uniform); full depth
+    /// for the baselines.
+    fn sample_lengths(&self, n: i64, weights: &[f64]) -> Tensor {
         let cfg = &self.model_config;
         if self.train.objective != Objective::Odelt {
             return Tensor::full([n], cfg.depth as i64, (Kind::Int64, self.device));
         }
         let choices = cfg.valid_lengths().len() as i64;
-        Tensor::randint(choices, [n], (Kind::Int64, self.device)) * cfg.group_size as i64
-            + cfg.depth_min as i64
+        draw_indices(n, choices, weights, self.device) * cfg.group_size as i64 + cfg.depth_min as i64
     }
 
     /// The loss of `batch` under θ, split into its parts.
@@ -287,7 +292,6 @@ impl Trainer {
     }
 }
 
-/// Trainable variables sorted by name (the order AdamW and the EMA pair them in).
 /// Redraws every block's adaLN projection xavier-uniform (the final layer's stays zero), in
 /// name order so that the draws follow the seed. A redraw after DiT's initialisation rather
 /// than a different one inside it: every other weight is then the same as in an adaLN-Zero
@@ -304,6 +308,15 @@ fn xavier_adaln(vs: &nn::VarStore) {
     });
 }
 
+/// `n` indices in 0..`choices`: uniform, or drawn with the relative `weights` (one per choice).
+fn draw_indices(n: i64, choices: i64, weights: &[f64], device: Device) -> Tensor {
+    if weights.is_empty() || n == 0 {
+        return Tensor::randint(choices, [n], (Kind::Int64, device));
+    }
+    Tensor::from_slice(weights).to_device(device).multinomial(n, true)
+}
+
+/// Trainable variables sorted by name (the order AdamW and the EMA pair them in).
 fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     named_variables(vs)
         .into_iter()

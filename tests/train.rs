@@ -657,11 +657,20 @@ fn sampling_weights_steer_lengths_and_levels() {
     let y = Tensor::zeros([64], (Kind::Int64, Device::Cpu));
     let batch = trainer.make_batch(&x1, &y);
     let shortest = config.valid_lengths()[0] as i64;
-    assert!(batch.lengths.eq(shortest).all().int64_value(&[]) == 1, "every sample at l = 2");
+    assert!(
+        batch.lengths.eq(shortest).all().int64_value(&[]) == 1,
+        "every sample at l = 2"
+    );
     let k0 = batch.k.narrow(0, 0, batch.tc as i64);
-    assert!(k0.eq(2.0).all().int64_value(&[]) == 1, "every TC sample at level 2");
+    assert!(
+        k0.eq(2.0).all().int64_value(&[]) == 1,
+        "every TC sample at level 2"
+    );
 
     let uniform = Trainer::new(config.clone(), TrainConfig::default(), 10, Device::Cpu);
     let lengths = uniform.make_batch(&x1, &y).lengths;
-    assert!(lengths.ne(shortest).any().int64_value(&[]) == 1, "uniform draws reach l = 4");
+    assert!(
+        lengths.ne(shortest).any().int64_value(&[]) == 1,
+        "uniform draws reach l = 4"
+    );
 }

@@ -156,8 +156,8 @@ impl TrainConfig {
         unit("ema_decay", self.ema_decay)?;
         unit("beta1", self.beta1)?;
         unit("beta2", self.beta2)?;
-        weights("length", &self.length_weights)?;
-        weights("TC level", &self.tc_level_weights)
+        check_weights("length", &self.length_weights)?;
+        check_weights("TC level", &self.tc_level_weights)
     }
 
     /// Checks what depends on the model: one weight per valid length and per TC level.
@@ -187,7 +187,7 @@ impl TrainConfig {
 }
 
 /// Relative sampling weights: empty (uniform), or non-negative with a positive sum.
-fn weights(name: &str, w: &[f64]) -> Result<(), String> {
+fn check_weights(name: &str, w: &[f64]) -> Result<(), String> {
     if w.iter().any(|v| !v.is_finite() || *v < 0.0) || (!w.is_empty() && w.iter().sum::<f64>() <= 0.0) {
         return Err(format!(
             "{name} weights must be non-negative with a positive sum, not {w:?}"

@@ -34,7 +34,7 @@ impl Versioned for CheckpointConfig {
     fn validate(&self) -> odelt_format::Result<()> {
         self.meta.model.validate()?;
         self.train
-            .validate_for(&self.meta.model)
+            .validate(&self.meta.model)
             .map_err(odelt_format::Error::InvalidConfig)
     }
 }

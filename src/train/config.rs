@@ -133,7 +133,9 @@ impl TrainConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every field, and that the sampling weights fit `model` (one per valid length,
+    /// one per time-consistency level).
+    pub fn validate(&self, model: &ModelConfig) -> Result<(), String> {
         let unit = |name: &str, v: f64| {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
@@ -156,39 +158,34 @@ impl TrainConfig {
         unit("ema_decay", self.ema_decay)?;
         unit("beta1", self.beta1)?;
         unit("beta2", self.beta2)?;
-        check_weights("length", &self.length_weights)?;
-        check_weights("TC level", &self.tc_level_weights)
-    }
-
-    /// Checks what depends on the model: one weight per valid length and per TC level.
-    pub fn validate_for(&self, model: &ModelConfig) -> Result<(), String> {
-        self.validate()?;
-        let count = |name: &str, w: &[f64], what: String, n: usize| {
-            if w.is_empty() || w.len() == n {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{} {name} weights given for the model's {n} {what}",
-                    w.len()
-                ))
-            }
-        };
+        if !self.length_weights.is_empty() && self.objective != Objective::Odelt {
+            return Err(
+                "length weights apply to the odelt objective only (the baselines train at full length)"
+                    .into(),
+            );
+        }
         let lengths = model.valid_lengths();
-        count(
-            "length",
-            &self.length_weights,
-            format!("lengths {lengths:?}"),
-            lengths.len(),
-        )?;
+        let what = format!("lengths {lengths:?}");
+        check_weights("length", &self.length_weights, lengths.len(), &what)?;
         let levels = model.flow_level() as usize;
         let what = format!("time-consistency levels 0..={}", levels - 1);
-        count("TC level", &self.tc_level_weights, what, levels)
+        check_weights("TC level", &self.tc_level_weights, levels, &what)
     }
 }
 
-/// Relative sampling weights: empty (uniform), or non-negative with a positive sum.
-fn check_weights(name: &str, w: &[f64]) -> Result<(), String> {
-    if w.iter().any(|v| !v.is_finite() || *v < 0.0) || (!w.is_empty() && w.iter().sum::<f64>() <= 0.0) {
+/// Relative sampling weights: empty (uniform), or one per choice (`n` of them, `what`),
+/// non-negative with a positive sum.
+fn check_weights(name: &str, w: &[f64], n: usize, what: &str) -> Result<(), String> {
+    if w.is_empty() {
+        return Ok(());
+    }
+    if w.len() != n {
+        return Err(format!(
+            "{} {name} weights given for the model's {n} {what}",
+            w.len()
+        ));
+    }
+    if w.iter().any(|v| !v.is_finite() || *v < 0.0) || w.iter().sum::<f64>() <= 0.0 {
         return Err(format!(
             "{name} weights must be non-negative with a positive sum, not {w:?}"
         ));
@@ -237,7 +234,7 @@ impl TrainOverrides {
             seed: self.seed,
             ..d
         };
-        config.validate_for(model)?;
+        config.validate(model)?;
         Ok(config)
     }
 }
@@ -296,6 +293,14 @@ mod tests {
         );
         assert!(with(&[1.0, -1.0, 1.0]).resolve(&model).is_err());
         assert!(with(&[0.0, 0.0, 0.0]).resolve(&model).is_err());
+        let baseline = TrainOverrides {
+            objective: Some(Objective::Flow),
+            ..with(&[2.0, 1.0, 1.0])
+        };
+        assert!(baseline
+            .resolve(&model)
+            .unwrap_err()
+            .contains("odelt objective only"));
         let levels = |w: &[f64]| TrainOverrides {
             tc_level_weights: w.to_vec(),
             ..Default::default()
